@@ -1,0 +1,1 @@
+"""robustgen.deep: torch side (layers, models, losses, attacks, certification, training, experiments)."""

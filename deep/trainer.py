@@ -1,0 +1,159 @@
+"""Generic, resumable training loop shared by every experiment of both papers.
+
+P&L Section 4.1: SGD with Nesterov momentum 0.9, batch 256, OneCycleLR. YRZSC Appendix A uses
+SGD (with or without momentum) or Adam with a constant or step schedule: all are options of
+:class:`TrainConfig`.
+
+Determinism and resume: epoch e shuffles with a generator seeded by (seed, e) and seeds torch's
+global RNG with the same value before the epoch (for dropout and augmentation), so a run resumed
+from the checkpoint of epoch e continues exactly as an uninterrupted run would (CPU).
+Checkpoints (model, optimiser, scheduler, history) are written atomically after every epoch.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from theory.constants import BATCH_SIZE, SGD_MOMENTUM
+from theory.io import atomic_write_bytes, atomic_write_json
+from theory.progress import progress
+from theory.validation import check_choice, check_float, check_int
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("onecycle", "constant", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = BATCH_SIZE
+    lr: float = 0.1               # peak learning rate for OneCycle, else the base rate
+    momentum: float = SGD_MOMENTUM
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    optimizer: str = "sgd"
+    schedule: str = "onecycle"
+    seed: int = 0
+    grad_clip: float | None = None
+
+    def __post_init__(self):
+        check_int("epochs", self.epochs, min_value=1)
+        check_int("batch_size", self.batch_size, min_value=1)
+        check_float("lr", self.lr, low=0.0, low_open=True)
+        check_float("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        check_float("weight_decay", self.weight_decay, low=0.0)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_int("seed", self.seed, min_value=0)
+        if self.grad_clip is not None:
+            check_float("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        if self.nesterov and self.momentum == 0 and self.optimizer == "sgd":
+            raise ValueError("nesterov requires momentum > 0; set nesterov=False or momentum in (0, 1)")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch)) % (2 ** 63 - 1)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                              nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    elif cfg.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
+        augment: Callable | None = None, evaluate: Callable | None = None,
+        checkpoint: str | Path | None = None, metrics_path: str | Path | None = None,
+        stop_after_epochs: int | None = None, desc: str = "train") -> list[dict]:
+    """Train ``model`` with ``loss_fn(model, xb, yb) -> scalar loss`` on tensors (x, y).
+
+    ``augment(xb, generator) -> xb`` is applied per batch; ``evaluate(model, epoch) -> dict`` runs
+    after every epoch (model in eval mode) and its metrics join the epoch record. If ``checkpoint``
+    exists, training resumes after its last completed epoch. ``stop_after_epochs`` ends this call
+    early (as an interruption would) after that many epochs in total. Returns the history: one dict
+    per epoch with ``epoch``, ``train_loss``, ``lr``, ``seconds`` and the evaluation metrics.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    if len(x) == 0:
+        raise ValueError("x must hold at least one example")
+    device = next(model.parameters()).device
+    n = len(x)
+    steps = (n + cfg.batch_size - 1) // cfg.batch_size
+    opt, sched = make_optimizer(model, cfg, steps)
+    history: list[dict] = []
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state.get("config") != asdict(cfg):
+            raise ValueError(f"checkpoint {ckpt} was written with a different configuration; "
+                             f"delete it or use another --out")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history = state["history"]
+        start = state["epoch"] + 1
+    last = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
+    for epoch in progress(range(start, last), total=last - start, desc=desc):
+        t0 = time.perf_counter()
+        s = epoch_seed(cfg.seed, epoch)
+        torch.manual_seed(s)
+        gen = torch.Generator().manual_seed(s)
+        perm = torch.randperm(n, generator=gen)
+        model.train()
+        total, count = 0.0, 0
+        for b in range(steps):
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            xb = x[idx].to(device, non_blocking=True)
+            yb = y[idx].to(device, non_blocking=True)
+            if augment is not None:
+                xb = augment(xb, gen)
+            loss = loss_fn(model, xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        record = {"epoch": epoch, "train_loss": total / count, "lr": opt.param_groups[0]["lr"]}
+        if evaluate is not None:
+            model.eval()
+            with torch.no_grad() if getattr(evaluate, "no_grad", False) else contextlib.nullcontext():
+                record.update(evaluate(model, epoch))
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        if ckpt is not None:
+            _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), "epoch": epoch,
+                                    "history": history, "config": asdict(cfg)})
+        if metrics_path is not None:
+            atomic_write_json(metrics_path, {"config": asdict(cfg), "history": history})
+    model.eval()
+    return history
+

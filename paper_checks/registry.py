@@ -1,0 +1,157 @@
+"""Registry of the papers' checkable claims.
+
+Each claim is one :class:`Claim`. Claim modules live in ``paper_checks/claims_*.py`` and call
+:func:`register` at import time; :func:`claims` imports them all. The *claimed* value is the
+number printed in the paper (this is the only place paper numbers may appear); *measured* comes
+from the claim's ``measure`` function, which computes it or reads a committed result under
+``results/``.
+
+Comparators (``compare``):
+  "approx" |measured − claimed| ≤ tolerance      "le"  measured ≤ claimed + tolerance
+  "ge"     measured ≥ claimed − tolerance        "lt"  measured < claimed
+  "gt"     measured > claimed                    "true" measured is True (a property holds)
+Verdicts: PASS, FAIL, NEEDS-DATA (a dataset or committed result is missing), NEEDS-GPU
+(a "gpu" claim without its committed result), ERROR (the measurement raised).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+PAPERS = {
+    "P&L": "000_6d1c56aef91f0f7e.txt",
+    "YRZSC": "001_78cfe8be019d299b.txt",
+}
+COMPARATORS = ("approx", "le", "ge", "lt", "gt", "true")
+COSTS = ("fast", "slow", "gpu")
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+
+class NeedsData(Exception):
+    """Raised by a measure function when a dataset or committed result is not available."""
+
+
+@dataclass
+class Measured:
+    """A measurement with optional detail text (e.g. the interval or the source file)."""
+    value: object
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    paper: str                 # key of PAPERS
+    location: str              # e.g. "Thm 1", "Table 1", "Eq. (26)"
+    claim: str                 # the claim in words
+    claimed: object            # the paper's value (number, or True for a property)
+    measure: Callable[[], object]
+    compare: str = "approx"
+    tolerance: float = 0.0
+    cost: str = "fast"
+    units: str = ""
+
+    def __post_init__(self):
+        if self.paper not in PAPERS:
+            raise ValueError(f"paper must be one of {', '.join(PAPERS)}; got {self.paper!r}")
+        if self.compare not in COMPARATORS:
+            raise ValueError(f"compare must be one of {', '.join(COMPARATORS)}; got {self.compare!r}")
+        if self.cost not in COSTS:
+            raise ValueError(f"cost must be one of {', '.join(COSTS)}; got {self.cost!r}")
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0; got {self.tolerance}")
+
+
+_REGISTRY: dict[str, Claim] = {}
+_LOADED = False
+
+
+def register(claim: Claim) -> Claim:
+    if claim.id in _REGISTRY and _REGISTRY[claim.id] is not claim:
+        raise ValueError(f"claim id {claim.id!r} is registered twice")
+    _REGISTRY[claim.id] = claim
+    return claim
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    pkg_dir = Path(__file__).resolve().parent
+    for info in sorted(pkgutil.iter_modules([str(pkg_dir)]), key=lambda m: m.name):
+        if info.name.startswith("claims_"):
+            importlib.import_module(f"paper_checks.{info.name}")
+    _LOADED = True
+
+
+def claims() -> list[Claim]:
+    _load_all()
+    return list(_REGISTRY.values())
+
+
+def verdict(claim: Claim, value) -> str:
+    if claim.compare == "true":
+        return "PASS" if value is True or value == 1 else "FAIL"
+    try:
+        v, c, t = float(value), float(claim.claimed), claim.tolerance
+    except (TypeError, ValueError):
+        return "ERROR"
+    ok = {
+        "approx": abs(v - c) <= t,
+        "le": v <= c + t,
+        "ge": v >= c - t,
+        "lt": v < c,
+        "gt": v > c,
+    }[claim.compare]
+    return "PASS" if ok else "FAIL"
+
+
+def run_claim(claim: Claim) -> dict:
+    t0 = time.perf_counter()
+    row = {"id": claim.id, "paper": claim.paper, "location": claim.location, "claim": claim.claim,
+           "claimed": claim.claimed, "compare": claim.compare, "tolerance": claim.tolerance,
+           "cost": claim.cost}
+    try:
+        m = claim.measure()
+        if not isinstance(m, Measured):
+            m = Measured(m)
+        row.update(measured=m.value, detail=m.detail, verdict=verdict(claim, m.value))
+    except NeedsData as exc:
+        row.update(measured=None, detail=str(exc),
+                   verdict="NEEDS-GPU" if claim.cost == "gpu" else "NEEDS-DATA")
+    except Exception as exc:  # a broken measurement is reported, never hidden
+        row.update(measured=None, detail=f"{type(exc).__name__}: {exc}", verdict="ERROR",
+                   traceback=traceback.format_exc())
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def run_claims(*, include_slow: bool = False, only: list[str] | None = None) -> list[dict]:
+    """Run the fast claims (plus slow and gpu ones with ``include_slow``) or exactly ``only``."""
+    all_claims = claims()
+    if only:
+        known = {c.id for c in all_claims}
+        unknown = [o for o in only if o not in known]
+        if unknown:
+            raise ValueError(f"unknown claim id(s): {', '.join(unknown)}; "
+                             f"see `python -m paper_checks --list`")
+        selected = [c for c in all_claims if c.id in only]
+    else:
+        selected = [c for c in all_claims if c.cost == "fast" or include_slow]
+    return [run_claim(c) for c in selected]
+
+
+def load_result(relpath: str):
+    """Read a committed JSON result under ``results/``; NeedsData if it is not there."""
+    from theory.io import read_json
+
+    p = RESULTS_DIR / relpath
+    if not p.is_file():
+        raise NeedsData(f"no committed result {p.relative_to(RESULTS_DIR.parent)}; "
+                        f"produce it with the command named in the claim")
+    return read_json(p)
