@@ -83,3 +83,26 @@ def one_nn_from_class_distances(class_dist: np.ndarray) -> tuple[np.ndarray, np.
     other[rows, pred] = np.inf
     b = other.min(axis=1)
     return pred, a, b
+
+
+def class_nearest_distances(queries: np.ndarray, references: np.ndarray, ref_labels: np.ndarray,
+                            norm: str = "2", n_classes: int | None = None) -> np.ndarray:
+    """(queries, classes) distances to the nearest reference of each class (inf for a class with
+    no reference), one blocked brute-force search per class (``theory.knn.nearest_neighbor``),
+    so memory stays bounded for many references. Same values as ``nearest_by_label`` applied to
+    the dense distance matrix."""
+    from .knn import nearest_neighbor
+    from .validation import check_array
+
+    q = check_array("queries", queries, min_len=1)
+    r = check_array("references", references, min_len=1)
+    lab = np.asarray(ref_labels)
+    if lab.shape != (len(r),):
+        raise ValueError(f"ref_labels must have shape ({len(r)},), got {lab.shape}")
+    k = int(lab.max()) + 1 if n_classes is None else int(n_classes)
+    out = np.full((len(q), k), np.inf)
+    for c in range(k):
+        m = lab == c
+        if m.any():
+            out[:, c], _ = nearest_neighbor(q, r[m], norm)
+    return out

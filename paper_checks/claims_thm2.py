@@ -1,0 +1,150 @@
+"""Claims of P&L Theorem 2 (Section 3, supplementary Section 8) and of the nearest-neighbour
+analysis of Sections 9.4 and 12, measured with theory.box_covering, theory.nn_scaling,
+theory.symbolic_thm2 and the committed result of ``simulate.nn_distance_scaling``."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from theory.box_covering import (coverage_bound, coverage_monte_carlo, simulate_theorem2,
+                                 theorem2_sample_size)
+from theory.constants import THM2_TARGET_ROBUST_ACC
+from theory.robust_distributions import GridRobustDistribution
+
+from .registry import Claim, Measured, NeedsData, load_result, register
+
+_SETTINGS = ((1, 0.1), (2, 0.2), (3, 0.2))
+
+
+def _thm2_cra():
+    worst, parts = 1.0, []
+    for d, delta in _SETTINGS:
+        dist = GridRobustDistribution(d=d, delta=delta, cells_per_axis=2, n_classes=2, seed=11)
+        n = theorem2_sample_size(d, delta)
+        res = simulate_theorem2(dist.sample, d, delta, n, trials=2, n_test=300, seed=7)
+        worst = min(worst, res.certified_robust_accuracy.mean)
+        parts.append(f"d={d} delta={delta} n={n}: CRA={res.certified_robust_accuracy.mean:.4f}")
+    return Measured(worst, "; ".join(parts) + " (1-NN, l-inf, radius delta/2, 2 trials x 300 test points)")
+
+
+register(Claim(
+    id="pl-thm2-99", paper="P&L", location="Thm 2",
+    claim="with n >= 37 ceil(1/delta)^d points, 1-NN has l-inf robust accuracy >= 99% at delta/2",
+    claimed=THM2_TARGET_ROBUST_ACC, measure=_thm2_cra, compare="ge", tolerance=0.0, cost="fast"))
+
+
+def _bound_at_37():
+    vals = [coverage_bound(d, delta, theorem2_sample_size(d, delta)) for d in (1, 2, 5, 10)
+            for delta in (0.5, 0.1, 0.03)]
+    return Measured(min(vals), "1 - |B|/(n e) at n = 37|B| (independent of d, delta)")
+
+
+register(Claim(
+    id="pl-thm2-eq20", paper="P&L", location="Suppl. Eq. (20)",
+    claim="1 - |B|/(n e) >= 99% once n >= 37 ceil(1/delta)^d",
+    claimed=THM2_TARGET_ROBUST_ACC, measure=_bound_at_37, compare="ge", cost="fast"))
+
+
+def _coverage_above_bound():
+    rows, ok = [], True
+    for d, delta in ((2, 0.1), (3, 0.2)):
+        dist = GridRobustDistribution(d=d, delta=delta, cells_per_axis=2, n_classes=2, seed=5)
+        for frac in (0.05, 0.25, 1.0):
+            n = max(1, int(frac * theorem2_sample_size(d, delta)))
+            est = coverage_monte_carlo(dist.sample, d, delta, n, trials=4, n_test=300, seed=3)
+            b = coverage_bound(d, delta, n)
+            ok &= est.mean + 3 * est.stderr >= b
+            rows.append(f"d={d} delta={delta} n={n}: {est.mean:.4f} vs bound {b:.4f}")
+    return Measured(bool(ok), "; ".join(rows))
+
+
+register(Claim(
+    id="pl-thm2-coverage", paper="P&L", location="Suppl. Eqs. (14)-(20)",
+    claim="P(test box holds a training point) >= 1 - |B|/(n e) (Monte Carlo, 3 s.e.)",
+    claimed=True, measure=_coverage_above_bound, compare="true", cost="fast"))
+
+
+def _sympy_proof():
+    from theory.symbolic_thm2 import verify_all
+
+    checks = verify_all()
+    bad = [c.name for c in checks if not c.holds]
+    return Measured(not bad, f"{len(checks)} sympy checks" + (f"; failed: {', '.join(bad)}" if bad else ", all hold"))
+
+
+register(Claim(
+    id="pl-thm2-proof-inequalities", paper="P&L", location="Suppl. Eqs. (12)-(20), (22)-(26)",
+    claim="(1-p)^n <= e^{-np}, x e^{-x} <= 1/e and the chain (14)-(20) hold (sympy)",
+    claimed=True, measure=_sympy_proof, compare="true", cost="fast"))
+
+
+def _eq26():
+    from theory.nn_scaling import (centre_median_nn_distance, eq26_bounds, exact_median_radius,
+                                   median_quantile_interval, unit_ball_volume)
+
+    rng = np.random.default_rng(26)
+    ok, parts = True, []
+    for d_star, n in ((2, 500), (4, 1000), (6, 2000)):
+        c = unit_ball_volume(d_star)
+        rl, ru = eq26_bounds(c, d_star, n)
+        r = exact_median_radius(c, d_star, n)
+        lo, hi = median_quantile_interval(centre_median_nn_distance(n, d_star, 16, trials=200, rng=rng))
+        ok &= rl <= r <= ru and lo <= ru and hi >= rl
+        parts.append(f"d*={d_star} n={n}: {rl:.4f} <= r*={r:.4f} (MC [{lo:.4f}, {hi:.4f}]) <= {ru:.4f}")
+    return Measured(bool(ok), "; ".join(parts))
+
+
+register(Claim(
+    id="pl-eq26", paper="P&L", location="Suppl. Eq. (26)",
+    claim="(2cn)^{-1/d*} <= median NN distance r* <= (cn)^{-1/d*} when p(r) = c r^{d*}",
+    claimed=True, measure=_eq26, compare="true", cost="fast"))
+
+
+def _harmonic():
+    from theory.nn_scaling import harmonic_sum
+
+    n1, n2 = 1000, 64000
+    return Measured(harmonic_sum(n1, n2) / math.log(n2 / n1),
+                    f"sum_(i={n1 + 1})^{n2} 1/i divided by ln(n2/n1)")
+
+
+register(Claim(
+    id="pl-eq21-harmonic", paper="P&L", location="Suppl. Eq. (21)",
+    claim="sum_{i=n1+1}^{n2} 1/i ~ ln(n2/n1) (ratio)", claimed=1.0, measure=_harmonic,
+    compare="approx", tolerance=0.01, cost="fast"))
+
+
+def _mnist_linear_log():
+    data = load_result("nn_distance_scaling_mnist.json")
+    parts, ok = [], True
+    for s in data["summary"]:
+        ok &= s["linlog_r2"] >= 0.95 and s["linlog_slope_per_doubling"] < 0
+        parts.append(f"norm {s['norm']}: R^2 {s['linlog_r2']:.4f}, {s['linlog_slope_per_doubling']:.4f} per "
+                     f"doubling, d* slope {s['d_star_slope']:.1f}")
+    return Measured(bool(ok), "; ".join(parts) + " (results/nn_distance_scaling_mnist.json; R^2 >= 0.95)")
+
+
+register(Claim(
+    id="pl-sec12-linear-log-mnist", paper="P&L", location="Sec. 9.4 / 12, Fig. 13 (MNIST analogue)",
+    claim="median NN distance decreases about linearly in log n (checked on MNIST, l2 and angular)",
+    claimed=True, measure=_mnist_linear_log, compare="true", cost="fast"))
+
+
+def _cifar_dstar():
+    try:
+        data = load_result("nn_distance_scaling_cifar10.json")
+    except NeedsData:
+        raise NeedsData("no results/nn_distance_scaling_cifar10.json: needs CIFAR-10 (a loader "
+                        "registered in theory.datasets) and `python -m simulate.nn_distance_scaling "
+                        "--dataset cifar10 --json results/nn_distance_scaling_cifar10.json`") from None
+    vals = [s["d_star_slope"] for s in data["summary"]]
+    if not vals:
+        raise NeedsData("results/nn_distance_scaling_cifar10.json has no summary")
+    return Measured(float(np.median(vals)), "d* from the log-log slope")
+
+
+register(Claim(
+    id="pl-sec12-cifar10-dstar", paper="P&L", location="Sec. 12",
+    claim="intrinsic dimension of CIFAR-10 from NN-distance scaling d* ~ 28",
+    claimed=28, measure=_cifar_dstar, compare="approx", tolerance=5.0, cost="slow"))
