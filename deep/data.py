@@ -22,7 +22,7 @@ def to_tensor_images(images: np.ndarray) -> torch.Tensor:
         arr = arr.transpose(0, 3, 1, 2)
     else:
         raise ValueError(f"images must have 3 or 4 dimensions, got shape {arr.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(arr))
+    t = torch.from_numpy(np.array(arr, order="C"))  # a writable copy (IDX buffers are read-only)
     return t.float().div_(255.0) if arr.dtype == np.uint8 else t.float()
 
 

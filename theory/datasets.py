@@ -10,6 +10,13 @@ Inside the root each dataset is searched in the usual layouts:
   ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``.
 * Fashion-MNIST: same file names in ``<root>/``, ``<root>/fashion-mnist/``,
   ``<root>/FashionMNIST/raw/``.
+* CIFAR-10: the python batches ``data_batch_1`` .. ``data_batch_5`` and ``test_batch`` in
+  ``<root>/cifar-10-batches-py/`` (or ``<root>/cifar10/cifar-10-batches-py/``, or ``<root>/`` itself);
+  images come back as ``(N, 32, 32, 3)``.
+* SVHN: ``train_32x32.mat`` and ``test_32x32.mat`` (format 2, read with scipy.io) in ``<root>/``,
+  ``<root>/svhn/`` or ``<root>/SVHN/``; images ``(N, 32, 32, 3)``; label 10 (digit zero) becomes 0.
+
+:func:`download` fetches the files for users with internet access (tests never call it).
 
 A plain folder of IDX files can also be passed directly as ``root``.
 Images come back as ``(N, H, W)`` for grey-scale and ``(N, H, W, C)`` for colour data.
@@ -142,3 +149,140 @@ def load_dataset(name: str, split: str = "train", root=None) -> tuple[np.ndarray
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     return _LOADERS[name](split, root)
+
+
+# ---- CIFAR-10 python batches ------------------------------------------------------------------
+
+CIFAR_SUBDIRS = ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", "CIFAR10/cifar-10-batches-py", "")
+CIFAR_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+
+
+def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch (a pickled dict with b"data" (N, 3072) uint8 in CHW order and
+    b"labels"), validated, as ((N, 32, 32, 3) uint8, (N,) int64)."""
+    import pickle
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, IndexError) as exc:
+        raise DataCorruptError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
+    if not isinstance(obj, dict):
+        raise DataCorruptError(f"{path}: expected a dict, got {type(obj).__name__}")
+    data = obj.get(b"data", obj.get("data"))
+    labels = obj.get(b"labels", obj.get("labels"))
+    if data is None or labels is None:
+        raise DataCorruptError(f"{path}: missing 'data' or 'labels' entry")
+    data = np.asarray(data)
+    labels = np.asarray(labels)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataCorruptError(f"{path}: data must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
+    if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
+        raise DataCorruptError(f"{path}: {labels.shape} labels for {data.shape[0]} images")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataCorruptError(f"{path}: labels must lie in 0..9, found {int(labels.min())}..{int(labels.max())}")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.astype(np.int64)
+
+
+def load_cifar10(split: str = "train", root=None) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 from the python batches: ((N, 32, 32, 3) uint8, (N,) int64)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    base = data_root(root)
+    files = CIFAR_FILES[split]
+    for sub in CIFAR_SUBDIRS:
+        folder = base / sub if sub else base
+        if all((folder / f).is_file() for f in files):
+            parts = [read_cifar_batch(folder / f) for f in files]
+            return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    raise _missing("cifar10", base, files, CIFAR_SUBDIRS)
+
+
+# ---- SVHN .mat ----------------------------------------------------------------------------------
+
+SVHN_SUBDIRS = ("", "svhn", "SVHN")
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+
+
+def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
+    """One SVHN format-2 ``.mat`` file: X (32, 32, 3, N) uint8 and y (N, 1) in 1..10, validated;
+    returns ((N, 32, 32, 3) uint8, (N,) int64) with label 10 mapped to 0."""
+    import scipy.io
+
+    path = Path(path)
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises several types for a damaged file
+        raise DataCorruptError(f"{path}: not a readable .mat file ({exc})") from None
+    if "X" not in mat or "y" not in mat:
+        raise DataCorruptError(f"{path}: expected variables 'X' and 'y'")
+    x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3):
+        raise DataCorruptError(f"{path}: X must have shape (32, 32, 3, N), got {x.shape}")
+    if x.dtype != np.uint8:
+        raise DataCorruptError(f"{path}: X must be uint8, got {x.dtype}")
+    if y.shape[0] != x.shape[3]:
+        raise DataCorruptError(f"{path}: {y.shape[0]} labels for {x.shape[3]} images")
+    if y.size and (y.min() < 1 or y.max() > 10):
+        raise DataCorruptError(f"{path}: labels must lie in 1..10, found {int(y.min())}..{int(y.max())}")
+    y = y.astype(np.int64)
+    y[y == 10] = 0
+    return np.ascontiguousarray(x.transpose(3, 0, 1, 2)), y
+
+
+def load_svhn(split: str = "train", root=None) -> tuple[np.ndarray, np.ndarray]:
+    """SVHN (cropped digits, format 2): ((N, 32, 32, 3) uint8, (N,) int64 in 0..9)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    base = data_root(root)
+    name = SVHN_FILES[split]
+    for sub in SVHN_SUBDIRS:
+        p = base / sub / name if sub else base / name
+        if p.is_file():
+            return read_svhn_mat(p)
+    where = ", ".join(str(base / s) if s else str(base) for s in SVHN_SUBDIRS)
+    raise DataMissingError(f"svhn not found: expected {name} in one of: {where}. Put the file "
+                           f"there, or pass --data-root DIR / set {ENV_VAR}=DIR")
+
+
+register_loader("cifar10", load_cifar10)
+register_loader("svhn", load_svhn)
+
+
+# ---- optional download (users with internet; never called by tests) ----------------------------
+
+DOWNLOAD_URLS = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+              ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"], "mnist"),
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                      ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"], "fashion-mnist"),
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/", ["cifar-10-python.tar.gz"], ""),
+    "svhn": ("http://ufldl.stanford.edu/housenumbers/", ["train_32x32.mat", "test_32x32.mat"], "svhn"),
+}
+
+
+def download(name: str, root=None) -> Path:
+    """Download ``name`` into the data root (layout as above) and return the folder. Needs
+    internet access; existing files are kept. CIFAR-10's archive is unpacked."""
+    import tarfile
+    import urllib.request
+
+    if name not in DOWNLOAD_URLS:
+        raise ValueError(f"name must be one of {', '.join(DOWNLOAD_URLS)}; got {name!r}")
+    base_url, files, sub = DOWNLOAD_URLS[name]
+    folder = data_root(root) / sub if sub else data_root(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        target = folder / f
+        if not target.is_file():
+            tmp = target.with_suffix(target.suffix + ".part")
+            urllib.request.urlretrieve(base_url + f, tmp)
+            tmp.replace(target)
+        if f.endswith(".tar.gz"):
+            with tarfile.open(target) as tar:
+                tar.extractall(folder, filter="data")
+    return folder

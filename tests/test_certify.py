@@ -1,0 +1,141 @@
+"""Certified robust accuracy (P&L Eq. 3): exact values on a hand-built linear 1-Lipschitz model,
+tightness of the sqrt(2) factor, and soundness against l2 PGD on a trained tiny AOL MLP."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from deep.attacks import pgd
+from deep.certify import (certified_radii, certified_robust_accuracy, cra_curve, margins,
+                          margins_from_scores)
+from deep.losses import OffsetCrossEntropy, as_loss_fn
+from deep.models import build_model, set_input_mean
+from deep.trainer import TrainConfig, fit
+
+
+class FirstCoordinates(nn.Module):
+    """scores = the first K input coordinates (a coordinate projection: 1-Lipschitz, and a
+    linear map whose worst margin-decreasing direction is known in closed form)."""
+
+    def __init__(self, k: int, scale: float = 1.0):
+        super().__init__()
+        self.k, self.scale = k, scale
+        self.dummy = nn.Parameter(torch.zeros(()))   # gives the model a device
+
+    def forward(self, x):
+        return self.scale * x.flatten(1)[:, : self.k] + 0 * self.dummy
+
+
+X = torch.tensor([[2.0, 0.5, 0.0, 9.0],     # y=0: margin 1.5
+                  [0.0, 1.0, 0.3, -9.0],    # y=1: margin 0.7
+                  [0.2, 0.2, 0.9, 0.0],     # y=2: margin 0.7
+                  [1.0, 1.0, 0.0, 0.0],     # y=0: tie, margin 0 (not certified, not accurate)
+                  [0.0, 3.0, 0.0, 0.0]])    # y=2: wrong, margin -3
+Y = torch.tensor([0, 1, 2, 0, 2])
+MARGINS = torch.tensor([1.5, 0.7, 0.7, 0.0, -3.0])
+
+
+def test_margins_and_radii_hand_built():
+    model = FirstCoordinates(3)
+    assert torch.allclose(margins(model, X, Y), MARGINS)
+    radii = certified_radii(model, X, Y)
+    assert torch.allclose(radii, MARGINS.clamp_min(0) / math.sqrt(2))
+
+
+@pytest.mark.parametrize("eps,expected", [
+    (0.0, 3 / 5),                    # margin > 0: the three correct, untied points
+    (0.4, 3 / 5),                    # sqrt2 * 0.4 = 0.566 < 0.7
+    (0.7 / math.sqrt(2), 1 / 5),     # strict inequality: margin 0.7 is not > 0.7
+    (1.0, 1 / 5),                    # 1.414 < 1.5
+    (1.5 / math.sqrt(2) + 1e-9, 0.0),
+])
+def test_cra_hand_built(eps, expected):
+    assert certified_robust_accuracy(FirstCoordinates(3), X, Y, eps) == pytest.approx(expected)
+
+
+def test_cra_lipschitz_parameter_rescales():
+    model = FirstCoordinates(3, scale=2.0)      # 2-Lipschitz: margins double, radii unchanged
+    assert torch.allclose(certified_radii(model, X, Y, lipschitz=2.0), certified_radii(FirstCoordinates(3), X, Y))
+    # radii 1.06, 0.49, 0.49 with the true constant; claiming L = 1 would wrongly double them
+    assert certified_robust_accuracy(model, X, Y, 0.6, lipschitz=2.0) == pytest.approx(1 / 5)
+    assert certified_robust_accuracy(model, X, Y, 0.6) == pytest.approx(3 / 5)
+
+
+def test_sqrt2_factor_is_tight_for_linear_model():
+    """For scores (x0, x1) the margin x0 - x1 falls fastest along (-1, 1)/sqrt2, at rate sqrt2:
+    just beyond the certified radius the prediction flips, just inside it does not."""
+    model = FirstCoordinates(2)
+    x = torch.tensor([[2.0, 0.5]])
+    y = torch.tensor([0])
+    r = float(certified_radii(model, x, y))
+    assert r == pytest.approx(1.5 / math.sqrt(2))
+    d = torch.tensor([[-1.0, 1.0]]) / math.sqrt(2)
+    assert int(model(x + r * (1 - 1e-6) * d).argmax()) == 0
+    assert int(model(x + r * (1 + 1e-6) * d).argmax()) == 1
+
+
+def test_cra_curve_monotone_and_consistent():
+    model = FirstCoordinates(3)
+    curve = cra_curve(model, X, Y, [0.0, 0.3, 0.6, 1.2])
+    assert curve["cra"] == sorted(curve["cra"], reverse=True)
+    assert curve["cra"][0] == pytest.approx(curve["accuracy"])
+    for e, c in zip(curve["eps"], curve["cra"]):
+        assert c == pytest.approx(certified_robust_accuracy(model, X, Y, e))
+    assert curve["median_radius"] == pytest.approx(0.7 / math.sqrt(2))
+
+
+def test_margins_from_scores_ties_and_bad_input():
+    s = torch.tensor([[1.0, 1.0, 0.0]])
+    assert float(margins_from_scores(s, torch.tensor([0]))) == 0.0
+    with pytest.raises(ValueError):
+        margins_from_scores(torch.zeros(2, 1), torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match="eps"):
+        certified_robust_accuracy(FirstCoordinates(3), X, Y, -0.1)
+    with pytest.raises(ValueError, match="lipschitz"):
+        certified_radii(FirstCoordinates(3), X, Y, lipschitz=0.0)
+    with pytest.raises(ValueError, match="y must"):
+        certified_robust_accuracy(FirstCoordinates(3), X, Y[:3], 0.1)
+    with pytest.raises(ValueError, match="eps_values"):
+        cra_curve(FirstCoordinates(3), X, Y, [])
+
+
+@pytest.fixture(scope="module")
+def trained_tiny_mlp():
+    """A 3-layer AOL MLP trained for a few epochs on noisy 6x6 prototypes of 3 classes."""
+    g = torch.Generator().manual_seed(0)
+    n, k = 192, 3
+    y = torch.arange(n) % k
+    proto = torch.rand(k, 1, 6, 6, generator=g)
+    x = (proto[y] + 0.3 * torch.randn(n, 1, 6, 6, generator=g)).clamp(0, 1)
+    torch.manual_seed(0)
+    model = build_model("aol_mlp", {"in_channels": 1, "input_size": 6, "num_classes": k, "depth": 3,
+                                    "width": 32, "pad_to": None, "init": "orthogonal"})
+    set_input_mean(model, x)
+    fit(model, as_loss_fn(OffsetCrossEntropy(offset=1.0, temperature=0.25)), x, y,
+        TrainConfig(epochs=15, batch_size=64, lr=0.05))
+    model.eval()
+    return model, x, y
+
+
+@pytest.mark.parametrize("quantile", [0.5, 0.8])
+def test_pgd_never_flips_a_certified_point(trained_tiny_mlp, quantile):
+    """Soundness of Eq. (3): l2 PGD (100 steps) at eps changes no certified prediction, while it
+    does flip some uncertified ones (so the attack is not toothless). Also the Lipschitz
+    consequence margin(x_adv) >= margin(x) - sqrt2 ||x_adv - x|| holds for every point."""
+    model, x, y = trained_tiny_mlp
+    radii = certified_radii(model, x, y)
+    eps = float(radii.quantile(quantile))
+    certified = radii > eps
+    assert 10 <= int(certified.sum()) < len(x)
+    x_adv = pgd(model, x, y, eps, norm="2", steps=100, generator=torch.Generator().manual_seed(1))
+    dist = (x_adv - x).flatten(1).norm(dim=1)
+    assert float(dist.max()) <= eps * (1 + 1e-5)
+    with torch.no_grad():
+        pred, pred_adv = model(x).argmax(1), model(x_adv).argmax(1)
+    assert int((pred_adv != pred)[certified].sum()) == 0
+    assert int((pred_adv != y)[~certified].sum()) > 0
+    m, m_adv = margins(model, x, y), margins(model, x_adv, y)
+    assert bool((m_adv >= m - math.sqrt(2) * dist - 1e-5).all())

@@ -1,0 +1,95 @@
+"""Dataset loaders: real MNIST (counts, label histogram) and tiny files written in the real
+CIFAR-10 python-batch and SVHN .mat formats; header/shape/label validation."""
+from __future__ import annotations
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import scipy.io
+
+from theory.datasets import (DataCorruptError, DataMissingError, load_dataset, read_cifar_batch,
+                             read_idx, read_svhn_mat)
+
+
+def test_real_mnist_counts_and_labels(mnist_train, mnist_test):
+    (x, y), (xt, yt) = mnist_train, mnist_test
+    assert x.shape == (60000, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
+    assert xt.shape == (10000, 28, 28)
+    assert np.bincount(y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(yt).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert x.max() == 255 and x.min() == 0
+
+
+def _write_cifar(folder, n_per=4, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (n_per, 3072)).astype(np.uint8)
+        labels = rng.integers(0, 10, n_per).tolist()
+        with open(folder / name, "wb") as fh:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                         b"filenames": [b"x.png"] * n_per}, fh)
+        batches[name] = (data, labels)
+    return batches
+
+
+def test_cifar10_python_batches(tmp_path):
+    batches = _write_cifar(tmp_path / "cifar-10-batches-py")
+    x, y = load_dataset("cifar10", "train", tmp_path)
+    assert x.shape == (20, 32, 32, 3) and x.dtype == np.uint8 and y.shape == (20,)
+    d0, l0 = batches["data_batch_1"]
+    # channel-first rows -> HWC: pixel (0, 1) red/green/blue are entries 1, 1025, 2049
+    assert x[0, 0, 1].tolist() == [d0[0, 1], d0[0, 1025], d0[0, 2049]]
+    assert y[:4].tolist() == l0
+    xt, yt = load_dataset("cifar10", "test", tmp_path)
+    assert xt.shape == (4, 32, 32, 3)
+
+
+def test_cifar10_bad_batches(tmp_path):
+    p = tmp_path / "bad"
+    with open(p, "wb") as fh:
+        pickle.dump({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, fh)
+    with pytest.raises(DataCorruptError, match="3072"):
+        read_cifar_batch(p)
+    with open(p, "wb") as fh:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}, fh)
+    with pytest.raises(DataCorruptError, match="0..9"):
+        read_cifar_batch(p)
+    p.write_bytes(b"not a pickle")
+    with pytest.raises(DataCorruptError):
+        read_cifar_batch(p)
+    with pytest.raises(DataMissingError, match="data_batch_1"):
+        load_dataset("cifar10", "train", tmp_path / "nowhere")
+
+
+def test_svhn_mat(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (32, 32, 3, 5)).astype(np.uint8)
+    y = np.array([[1], [10], [5], [10], [9]], dtype=np.uint8)
+    (tmp_path / "svhn").mkdir()
+    scipy.io.savemat(tmp_path / "svhn" / "train_32x32.mat", {"X": X, "y": y})
+    x, lab = load_dataset("svhn", "train", tmp_path)
+    assert x.shape == (5, 32, 32, 3) and lab.tolist() == [1, 0, 5, 0, 9]
+    assert np.array_equal(x[2], X[:, :, :, 2])
+    scipy.io.savemat(tmp_path / "bad.mat", {"X": X, "y": np.array([[0], [1], [2], [3], [4]])})
+    with pytest.raises(DataCorruptError, match="1..10"):
+        read_svhn_mat(tmp_path / "bad.mat")
+    scipy.io.savemat(tmp_path / "bad2.mat", {"X": X[:, :, :2], "y": y})
+    with pytest.raises(DataCorruptError, match="shape"):
+        read_svhn_mat(tmp_path / "bad2.mat")
+    with pytest.raises(DataMissingError, match="test_32x32.mat"):
+        load_dataset("svhn", "test", tmp_path)
+
+
+def test_idx_header_validation(tmp_path):
+    good = bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big") + bytes([1, 2, 3])
+    (tmp_path / "a.gz").write_bytes(gzip.compress(good))
+    assert read_idx(tmp_path / "a.gz").tolist() == [1, 2, 3]
+    (tmp_path / "b").write_bytes(good[:-1])
+    with pytest.raises(DataCorruptError, match="holds 2 bytes"):
+        read_idx(tmp_path / "b")
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        load_dataset("imagenet")

@@ -1,0 +1,230 @@
+"""Training objectives of YRZSC Sec. 5.1 / App. A.0.2 (deep.methods) and the networks of App. A
+(deep.models_yang)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from deep.methods import (METHODS, MethodConfig, gr_penalty, input_gradient, llr_delta, llr_terms,
+                          make_loss, parse_method_spec, per_example_loss)
+from deep.models_yang import CNN1, CNN2, ModelConfig, WideResNet, build_model
+from deep.trainer import TrainConfig, fit
+
+
+def _toy_data(n=96, classes=3, side=6, seed=0):
+    """Class c images: Bernoulli-ish pattern with mean intensity depending on c, in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    base = (y.float() + 0.5) / classes
+    x = (base.view(-1, 1, 1, 1) + 0.15 * torch.randn(n, 1, side, side, generator=g)).clamp(0, 1)
+    return x, y
+
+
+def _mlp(side=6, classes=3, dropout=0.0, dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    layers = [nn.Flatten(), nn.Linear(side * side, 16), nn.Tanh()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(16, classes))
+    return nn.Sequential(*layers).to(dtype)
+
+
+# ---- each method trains ---------------------------------------------------------------------
+
+SPECS = ["natural", "gr", "llr", "at", "rst:2", "trades:6"]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_one_tiny_epoch_lowers_the_methods_own_loss(spec):
+    x, y = _toy_data()
+    model = _mlp(dropout=0.1)
+    cfg = parse_method_spec(spec, eps=0.05, steps=3)
+    loss_fn = make_loss(cfg)
+
+    def full_loss():
+        torch.manual_seed(123)          # same attack starts and dropout masks before and after
+        model.train()
+        return float(loss_fn(model, x, y).detach())
+
+    before = full_loss()
+    hist = fit(model, loss_fn, x, y, TrainConfig(epochs=1, batch_size=16, lr=0.02, optimizer="adam",
+                                                 schedule="constant", seed=0))
+    after = full_loss()
+    assert len(hist) == 1 and math.isfinite(hist[0]["train_loss"])
+    assert after < before - 1e-3, (spec, before, after)
+
+
+def test_cnn1_with_dropout_trains_under_trades():
+    x, y = _toy_data(n=32, classes=2, side=8)
+    model = CNN1(n_classes=2, image_size=8, dropout=0.3)
+    hist = fit(model, make_loss("trades:1"), x, y,
+               TrainConfig(epochs=1, batch_size=16, lr=0.01, optimizer="adam", schedule="constant"))
+    assert math.isfinite(hist[0]["train_loss"])
+
+
+# ---- input gradients (GR and LLR) -----------------------------------------------------------
+
+def _central_fd_grad(model, x, y, h=1e-6):
+    g = torch.zeros_like(x)
+    flat = x.reshape(len(x), -1)
+    for j in range(flat.shape[1]):
+        e = torch.zeros_like(flat)
+        e[:, j] = h
+        lp = per_example_loss(model, (flat + e).view_as(x), y)
+        lm = per_example_loss(model, (flat - e).view_as(x), y)
+        g.reshape(len(x), -1)[:, j] = (lp - lm) / (2 * h)
+    return g
+
+
+def test_input_gradient_matches_central_differences_and_is_nonzero():
+    x, y = _toy_data(n=5, side=3)
+    x, model = x.double(), _mlp(side=3, dtype=torch.float64)
+    model.eval()
+    _, g = input_gradient(model, x, y)
+    fd = _central_fd_grad(model, x, y)
+    assert g.flatten(1).norm(dim=1).min() > 1e-3          # never the all-zero gradient
+    torch.testing.assert_close(g, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_gr_penalty_approximates_squared_gradient_norm():
+    """Finlay & Oberman: ((L(x + h d) - L(x)) / h)^2 -> ||grad_x L||_2^2 as h -> 0."""
+    x, y = _toy_data(n=6, side=3)
+    x, model = x.double(), _mlp(side=3, dtype=torch.float64)
+    model.eval()
+    _, g = input_gradient(model, x, y)
+    exact = g.flatten(1).norm(dim=1) ** 2
+    _, pen = gr_penalty(model, x, y, h=1e-6)
+    assert float(exact.min()) > 1e-6
+    torch.testing.assert_close(pen, exact, rtol=1e-4, atol=0.0)
+    _, pen_coarse = gr_penalty(model, x, y, h=0.5)      # finite h differs: the check can fail
+    assert not torch.allclose(pen_coarse, exact, rtol=1e-4)
+
+
+def test_gr_penalty_shares_the_dropout_mask_between_its_two_passes():
+    x, y = _toy_data(n=16, side=6)
+    model = _mlp(dropout=0.5, dtype=torch.float64)
+    model.train()
+    torch.manual_seed(0)
+    _, pen = gr_penalty(model, x.double(), y, h=1e-5)
+    # a changed mask would move the loss by O(0.1), i.e. a quotient^2 of O(1e8) at h = 1e-5
+    assert float(pen.detach().max()) < 1e3
+
+
+def test_llr_terms_use_the_true_input_gradient_and_backpropagate():
+    x, y = _toy_data(n=6, side=3)
+    x, model = x.double(), _mlp(side=3, dtype=torch.float64)
+    model.eval()
+    cfg = MethodConfig("llr", eps=0.1, llr_steps=5)
+    torch.manual_seed(0)
+    t = llr_terms(model, x, y, cfg)
+    # recompute |delta^T grad| with the finite-difference gradient at the same delta
+    torch.manual_seed(0)
+    _, g0 = input_gradient(model, x, y)
+    delta = llr_delta(model, x, y, g0, cfg.eps, cfg.llr_steps, cfg.llr_step_size)
+    fd = _central_fd_grad(model, x, y)
+    expected = (delta.flatten(1) * fd.flatten(1)).sum(1).abs()
+    assert float(expected.detach().min()) > 1e-6        # the public code's term is always 0
+    torch.testing.assert_close(t["grad_dot"].detach(), expected, rtol=1e-5, atol=1e-9)
+    # the mu term reaches the parameters (double back-propagation through grad_x L)
+    grads = torch.autograd.grad(t["grad_dot"].sum(), list(model.parameters()))
+    assert sum(float(g.norm()) for g in grads) > 1e-6
+
+
+def test_llr_delta_stays_in_ball_and_box_and_ascends():
+    x, y = _toy_data(n=12, side=4)
+    model = _mlp(side=4, dtype=torch.float64)
+    x = x.double()
+    _, g0 = input_gradient(model, x, y)
+    delta = llr_delta(model, x, y, g0, eps=0.1, steps=8, step_size=0.03)
+    assert float(delta.abs().max()) <= 0.1 + 1e-12
+    assert float((x + delta).min()) >= 0 and float((x + delta).max()) <= 1
+
+    def gval(d):
+        with torch.no_grad():
+            base = per_example_loss(model, x, y)
+            return (per_example_loss(model, x + d, y) - base - (d.flatten(1) * g0.flatten(1)).sum(1)).abs()
+
+    gen = torch.Generator().manual_seed(1)
+    rand = [((x + 0.1 * (2 * torch.rand(x.shape, generator=gen, dtype=x.dtype) - 1)).clamp(0, 1) - x)
+            for _ in range(10)]
+    assert float(gval(delta).mean()) > max(float(gval(r).mean()) for r in rand)
+
+
+# ---- registry and configuration -------------------------------------------------------------
+
+def test_spec_parsing_is_exact():
+    c = parse_method_spec("trades:6")
+    assert (c.name, c.weight, c.spec, c.label) == ("trades", 6.0, "trades:6", "TRADES(β=6)")
+    assert parse_method_spec("rst:2").label == "RST(λ=2)"
+    assert parse_method_spec("AT").spec == "at" and parse_method_spec("at").weight is None
+    assert parse_method_spec("trades").weight == 6.0
+    for bad in ("strades:6", "trade", "tradesx:6", "trades6", "", "foo:1"):
+        with pytest.raises(ValueError, match="method"):
+            parse_method_spec(bad)
+    for bad in ("trades:abc", "trades:", "trades:nan", "rst:inf"):
+        with pytest.raises(ValueError):
+            parse_method_spec(bad)
+    with pytest.raises(TypeError):
+        parse_method_spec(6)
+
+
+def test_registry_rejects_unknown_names_and_bad_parameters():
+    with pytest.raises(ValueError, match="method must be one of"):
+        MethodConfig("tradez")
+    with pytest.raises(ValueError, match="method must be one of"):
+        make_loss("madry")
+    with pytest.raises(TypeError):
+        make_loss(3.0)
+    with pytest.raises(ValueError, match="takes no parameter"):
+        MethodConfig("at", weight=1.0)
+    with pytest.raises(ValueError, match="takes no parameter"):
+        parse_method_spec("natural:1")
+    with pytest.raises(ValueError, match="weight"):
+        MethodConfig("trades", weight=-1.0)
+    with pytest.raises(ValueError, match="eps"):
+        MethodConfig("at", eps=0.0)
+    with pytest.raises(ValueError, match="steps"):
+        MethodConfig("at", steps=0)
+    with pytest.raises(TypeError, match="steps"):
+        MethodConfig("at", steps=2.5)
+    with pytest.raises(ValueError, match="gr_h"):
+        MethodConfig("gr", gr_h=0.0)
+    with pytest.raises(ValueError, match="step_size"):
+        MethodConfig("at", step_size=-0.1)
+    assert MethodConfig("at", eps=0.1).step_size == pytest.approx(0.02)   # Table 5: eps/5
+    assert set(METHODS) == {"natural", "gr", "llr", "at", "rst", "trades"}
+
+
+# ---- networks (Appendix A) ------------------------------------------------------------------
+
+def test_networks_match_appendix_a_shapes():
+    cnn1 = CNN1()
+    assert cnn1.classifier[0].in_features == 9216 and cnn1.classifier[-1].out_features == 10
+    assert sum(isinstance(m, nn.Conv2d) for m in cnn1.modules()) == 2
+    assert sum(isinstance(m, nn.Linear) for m in cnn1.modules()) == 2
+    cnn2 = CNN2()
+    assert sum(isinstance(m, nn.Conv2d) for m in cnn2.modules()) == 4
+    assert sum(isinstance(m, nn.Linear) for m in cnn2.modules()) == 3
+    assert cnn2.classifier[0].in_features == 1024
+    x = torch.rand(2, 1, 28, 28)
+    assert cnn1(x).shape == (2, 10) and cnn2(x).shape == (2, 10)
+    wrn = WideResNet(depth=10, width=1, mean=(0.5, 0.5, 0.5))
+    assert wrn(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert sum(isinstance(m, nn.Conv2d) for m in WideResNet(depth=16, width=2).modules()) == 1 + 12 + 3
+
+
+def test_dropout_option_and_validation():
+    rates = lambda m: sorted(d.p for d in m.modules() if isinstance(d, nn.Dropout))  # noqa: E731
+    assert rates(CNN1()) == [0.25, 0.5] and rates(CNN2()) == [0.5]
+    assert rates(CNN1(dropout=0.2)) == [0.2, 0.2] and rates(CNN2(dropout=0.0)) == [0.0]
+    assert rates(WideResNet(depth=10, width=1, dropout=0.3)) == [0.3, 0.3, 0.3]
+    with pytest.raises(ValueError, match="dropout"):
+        CNN1(dropout=1.0)
+    with pytest.raises(ValueError, match="depth"):
+        WideResNet(depth=12)
+    with pytest.raises(ValueError, match="model"):
+        ModelConfig(name="resnet")
+    assert isinstance(build_model(ModelConfig("cnn2")), CNN2)

@@ -1,0 +1,190 @@
+"""Exact r-separation (YRZSC Section 3, Tables 1 and 8): the fast kernels equal brute force."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theory.knn import pairwise_distances  # oracle for nearest_with_label
+from theory.separation import (conflicting_duplicates, cross_conflicts, drop_conflicts,
+                               nearest_other_label, nearest_with_label, random_labels,
+                               separation_row)
+
+
+def brute(q, ql, r, rl, norm):
+    """Brute-force NumPy reference, one query row at a time: |q - r| max (l-inf) or the direct
+    sum sqrt(sum (q - r)^2) (l2), same-label entries masked with inf."""
+    qf = np.asarray(q, np.float64).reshape(len(q), -1)
+    rf = np.asarray(r, np.float64).reshape(len(r), -1)
+    d = np.empty((len(qf), len(rf)))
+    for k in range(len(qf)):
+        diff = rf - qf[k]
+        d[k] = np.abs(diff).max(1) if norm == "inf" else np.sqrt((diff * diff).sum(1))
+    d[np.asarray(ql)[:, None] == np.asarray(rl)[None, :]] = np.inf
+    return d
+
+
+def check(q, ql, r, rl, norm):
+    dist, idx = nearest_other_label(q, ql, r, rl, norm)
+    ref = brute(q, ql, r, rl, norm)
+    best = ref.min(axis=1)
+    if norm == "inf" or np.asarray(q).dtype == np.uint8:
+        assert np.array_equal(dist, best)
+    else:
+        np.testing.assert_allclose(dist, best, rtol=1e-12, atol=1e-12)
+    finite = np.isfinite(best)
+    assert np.all(idx[~finite] == -1)
+    rows = np.flatnonzero(finite)
+    # the returned index attains the minimum and carries a different label
+    assert np.all(np.asarray(rl)[idx[rows]] != np.asarray(ql)[rows])
+    np.testing.assert_allclose(ref[rows, idx[rows]], best[rows], rtol=1e-12, atol=0)
+
+
+u8_data = st.integers(1, 4).flatmap(lambda d: st.tuples(
+    st.lists(st.lists(st.sampled_from([0, 1, 2, 127, 128, 254, 255]), min_size=d, max_size=d),
+             min_size=2, max_size=30),
+    st.lists(st.integers(0, 2), min_size=30, max_size=30)))
+
+
+@settings(max_examples=30)
+@given(u8_data, st.sampled_from(["inf", "2"]))
+def test_uint8_train_train_equals_brute_force(data, norm):
+    rows, labs = data
+    x = np.array(rows, dtype=np.uint8)          # few distinct values: ties and duplicates
+    y = np.array(labs[: len(x)], dtype=np.int64)
+    check(x, y, x, y, norm)
+
+
+@settings(max_examples=30)
+@given(st.integers(1, 5), st.integers(1, 25), st.integers(1, 25), st.integers(0, 2**31 - 1),
+       st.sampled_from(["inf", "2"]), st.booleans())
+def test_float_and_uint8_test_train_equal_brute_force(d, nq, nr, seed, norm, as_uint8):
+    rng = np.random.default_rng(seed)
+    if as_uint8:
+        q = rng.integers(0, 256, (nq, d)).astype(np.uint8)
+        r = rng.integers(0, 256, (nr, d)).astype(np.uint8)
+    else:
+        q = np.round(rng.normal(size=(nq, d)), 1)   # rounding makes exact ties likely
+        r = np.round(rng.normal(size=(nr, d)), 1)
+    check(q, rng.integers(0, 3, nq), r, rng.integers(0, 3, nr), norm)
+
+
+def test_overflow_corner_0_vs_255():
+    x = np.array([[0], [255], [255], [0]], dtype=np.uint8)
+    y = np.array([0, 1, 0, 1])
+    for norm in ("inf", "2"):
+        d, i = nearest_other_label(x, y, x, y, norm)
+        assert d.tolist() == [0.0, 0.0, 0.0, 0.0] or d.tolist() == [0.0] * 4
+    x = np.array([[0, 255], [255, 0]], dtype=np.uint8)
+    d, i = nearest_other_label(x, [0, 1], x, [0, 1], "inf")
+    assert d.tolist() == [255.0, 255.0] and i.tolist() == [1, 0]
+    d, i = nearest_other_label(x, [0, 1], x, [0, 1], "2")
+    assert np.allclose(d, np.sqrt(2) * 255) and d[0] == np.sqrt(2 * 255 * 255)
+
+
+def test_equal_points_with_different_labels_and_self_exclusion():
+    x = np.array([[3.0, 3.0], [3.0, 3.0], [0.0, 0.0]])
+    y = np.array([0, 1, 1])
+    d, i = nearest_other_label(x, y, x, y, "inf", exclude_self=True)
+    assert d.tolist() == [0.0, 0.0, 3.0] and i.tolist() == [1, 0, 0]
+    assert conflicting_duplicates(x, y) == [[0, 1]]
+    x2, y2, kept = drop_conflicts(x, y)
+    assert kept.tolist() == [2] and len(x2) == 1
+    assert cross_conflicts(x[:1], [1], x, y) == [(0, 0)]
+
+
+def test_one_class_only_gives_inf_and_row_rejects():
+    x = np.zeros((3, 2), np.uint8)
+    d, i = nearest_other_label(x, [1, 1, 1], x, [1, 1, 1])
+    assert np.all(np.isinf(d)) and np.all(i == -1)
+    with pytest.raises(ValueError, match="two classes"):
+        separation_row(x, [1, 1, 1])
+
+
+@pytest.mark.parametrize("bad", [
+    dict(q=np.zeros((0, 2)), ql=np.zeros(0, int)),
+    dict(q=np.zeros((2, 3)), ql=np.zeros(2, int)),
+    dict(q=np.array([[np.nan, 0.0]]), ql=np.zeros(1, int)),
+    dict(q=np.zeros((2, 2)), ql=np.zeros(3, int)),
+])
+def test_bad_input_raises(bad):
+    r, rl = np.zeros((2, 2)), np.array([0, 1])
+    with pytest.raises((ValueError, TypeError)):
+        nearest_other_label(bad["q"], bad["ql"], r, rl)
+    with pytest.raises(ValueError, match="norm"):
+        nearest_other_label(r, rl, r, rl, "1")
+
+
+def test_nearest_with_label_matches_masked_brute_force():
+    rng = np.random.default_rng(1)
+    q = rng.integers(0, 256, (20, 7)).astype(np.uint8)
+    r = rng.integers(0, 256, (40, 7)).astype(np.uint8)
+    rl = rng.integers(0, 3, 40)
+    d, i = nearest_with_label(q, r, rl, 2)
+    ref = pairwise_distances(q, r, "inf")
+    ref[:, rl != 2] = np.inf
+    assert np.array_equal(d, ref.min(1)) and np.all(rl[i] == 2)
+
+
+def test_random_labels_seeded():
+    y = np.arange(100) % 10
+    a, b, c = random_labels(y, 3), random_labels(y, 3), random_labels(y, 4)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert set(np.unique(a)) <= set(range(10))
+
+
+def test_real_mnist_subset_equals_brute_force(mnist_train, mnist_test):
+    x, y = mnist_train
+    xt, yt = mnist_test
+    sel = slice(0, 700)
+    row = separation_row(x[sel], y[sel], xt[:150], yt[:150], "inf")
+    ref_tt = brute(x[sel], y[sel], x[sel], y[sel], "inf").min(1) / 255
+    ref_ts = brute(xt[:150], yt[:150], x[sel], y[sel], "inf").min(1) / 255
+    assert np.array_equal(row.train_train, ref_tt) and np.array_equal(row.test_train, ref_ts)
+    # MNIST is separated: every nearest other-label image is far in l-inf
+    assert row.train_train_min > 0.5 and row.test_train_min > 0.5
+    d2, _ = nearest_other_label(xt[:100], yt[:100], x[:800], y[:800], "2")
+    assert np.array_equal(d2, brute(xt[:100], yt[:100], x[:800], y[:800], "2").min(1))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "simulate.separation", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _one_line(p):
+    assert p.returncode == 2, p.stderr
+    assert len([ln for ln in p.stderr.splitlines() if ln.strip()]) == 1, p.stderr
+
+
+def test_cli_npz_and_bad_input(tmp_path):
+    import json
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 4, 4)).astype(np.uint8)
+    y = rng.integers(0, 3, 60)
+    np.savez(tmp_path / "d.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    out = tmp_path / "r.json"
+    p = run_cli("--dataset", "npz", "--data-root", str(tmp_path / "d.npz"), "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    res = json.loads(out.read_text())
+    for k in ("train_train_min", "train_train_mean", "test_train_min", "test_train_mean", "norm",
+              "dataset", "seconds", "argmin_pairs", "provenance"):
+        assert k in res
+    ref = brute(x[:40], y[:40], x[:40], y[:40], "inf").min(1)
+    assert res["train_train_min"] == ref.min() / 255
+    i, j = res["argmin_pairs"]["train_train"]
+    assert np.abs(x[i].astype(int) - x[j]).max() / 255 == res["train_train_min"] and y[i] != y[j]
+    np.savez(tmp_path / "one.npz", x_train=x, y_train=np.zeros(60, int))
+    _one_line(run_cli("--dataset", "npz", "--data-root", str(tmp_path / "one.npz")))
+    np.savez(tmp_path / "nan.npz", x_train=np.full((4, 2), np.nan), y_train=np.array([0, 1, 0, 1]))
+    _one_line(run_cli("--dataset", "npz", "--data-root", str(tmp_path / "nan.npz")))
+    np.savez(tmp_path / "mis.npz", x_train=x, y_train=y[:10])
+    _one_line(run_cli("--dataset", "npz", "--data-root", str(tmp_path / "mis.npz")))
+    np.savez(tmp_path / "empty.npz", x_train=np.zeros((0, 3)), y_train=np.zeros(0, int))
+    _one_line(run_cli("--dataset", "npz", "--data-root", str(tmp_path / "empty.npz")))
+    _one_line(run_cli("--dataset", "imagenet"))
+    _one_line(run_cli("--dataset", "svhn", "--data-root", str(tmp_path)))

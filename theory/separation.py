@@ -1,0 +1,624 @@
+"""Exact r-separation of labelled data (YRZSC Section 3, Table 1, Table 8, Figures 2, 5, 8).
+
+For queries Q (labels y_Q) and references R (labels y_R), :func:`nearest_other_label` returns, for
+every query q, the exact distance ``min{ ||q - r|| : r in R, label(r) != label(q) }`` and the index
+(into R) of one reference achieving it, in the l-inf or l2 norm.
+
+* Train-train separation (Table 1, col. 2) = Q = R = training set. The point itself always has
+  the query's label, so "excluding self" is automatic; an exact duplicate with a *different*
+  label gives distance 0 (see :func:`conflicting_duplicates`; dropping such points is the explicit
+  option ``drop_conflicts``, never silent).
+* Test-train separation (Table 1, col. 3) = Q = test set, R = training set.
+* The paper's numbers are in [0, 1] pixel units: for uint8 images divide by 255 (``scale``).
+
+Exactness. l-inf: every distance is max_p |q_p - r_p| computed in the input dtype (uint8
+differences are exact small integers; float input is converted to float64 and the difference is
+one IEEE subtraction, identical to NumPy's ``np.abs(q - r).max()``). Pruning never changes the
+result: a candidate is abandoned only once a coordinate proves its distance is >= the running best
+(early exit), so the minimum is exact. The returned index is *a* minimiser; among several
+references at exactly the same distance the first one met in the (deterministic) scan order is
+returned, which need not be the lowest index.
+
+Speed (l-inf). Per query the coordinates are ranked by how likely they are to prove a candidate
+far (the probability, estimated from a reference subsample, that |q_p - r_p| >= tau, tau a pilot
+estimate of the typical separation). (1) A vectorised pass over the query's top 12 coordinates of
+every candidate (coordinate-major uint8 copy of R) gives a lower bound lb_j <= ||q - r_j||_inf;
+(2) candidates are visited in increasing lb_j (counting sort) and finished with a vectorised
+distance in blocks of 128 coordinates that stops as soon as a block reaches the running best;
+(3) the search stops at the first candidate whose lower bound is above the best distance found.
+Candidates of the query's own label are never touched (R is sorted by label). numba, parallel
+over blocks of queries.
+
+l2: blocked float64 BLAS on ||q||^2 + ||r||^2 - 2 q.r. For uint8 input every term is an integer
+below 2^53, so the squared distances are exact; for float input every candidate within the
+rounding-error bound of the block minimum is recomputed directly, so the minimum is the
+direct-summation distance.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit, prange
+from numba.extending import overload
+
+from .validation import check_array, check_choice, check_int
+
+NORMS = ("inf", "2")
+
+# tuning constants of the l-inf kernel (performance only: results never depend on them)
+_KEY_PER_QUERY = 12  # key coordinates per query in the vectorised lower-bound pass
+_CHUNK = 2048        # references per call of the vectorised pass
+_QBLOCK = 32         # queries per parallel block
+
+
+# ----------------------------------------------------------------------------------------------
+# numba kernels
+# ----------------------------------------------------------------------------------------------
+
+def _absmax_pass(q_val, row, c0, nc, pm):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+@overload(_absmax_pass, inline="never")
+def _absmax_pass_impl(q_val, row, c0, nc, pm):
+    """pm[j] = max(pm[j], |row[c0 + j] - q_val|) for j < nc, written so LLVM vectorises it."""
+    from numba import types
+
+    if isinstance(row.dtype, types.Integer) and row.dtype.bitwidth == 8 and not row.dtype.signed:
+        def impl(q_val, row, c0, nc, pm):
+            seg = row[c0:c0 + nc]
+            for j in range(nc):
+                a = seg[j]
+                dd = np.uint8(a - q_val) if a >= q_val else np.uint8(q_val - a)
+                pm[j] = max(pm[j], dd)
+        return impl
+
+    def impl_f(q_val, row, c0, nc, pm):
+        seg = row[c0:c0 + nc]
+        for j in range(nc):
+            a = seg[j]
+            dd = a - q_val if a >= q_val else q_val - a
+            pm[j] = max(pm[j], dd)
+    return impl_f
+
+
+@njit(cache=True)
+def _scan_pass(q, keys, RT, c0, nc, pm):
+    for j in range(nc):
+        pm[j] = 0
+    for kk in range(keys.shape[0]):
+        k = keys[kk]
+        _absmax_pass(q[k], RT[k], c0, nc, pm)
+
+
+def _chunk_absmax(q, r, a, b):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+@overload(_chunk_absmax, inline="never")
+def _chunk_absmax_impl(q, r, a, b):
+    """max_{a <= p < b} |q_p - r_p| as float64, vectorised (uint8 lanes for uint8 input)."""
+    from numba import types
+
+    if isinstance(r.dtype, types.Integer) and r.dtype.bitwidth == 8 and not r.dtype.signed:
+        def impl(q, r, a, b):
+            qs = q[a:b]
+            rs = r[a:b]
+            m = np.uint8(0)
+            for p in range(b - a):
+                x = rs[p]
+                y = qs[p]
+                dd = np.uint8(x - y) if x >= y else np.uint8(y - x)
+                m = max(m, dd)
+            return np.float64(m)
+        return impl
+
+    def impl_f(q, r, a, b):
+        qs = q[a:b]
+        rs = r[a:b]
+        m = 0.0
+        for p in range(b - a):
+            x = rs[p]
+            y = qs[p]
+            dd = x - y if x >= y else y - x
+            m = max(m, dd)
+        return np.float64(m)
+    return impl_f
+
+
+@njit(cache=True)
+def _blocked_dist(q, r, mm, best):
+    """max(mm, ||q - r||_inf) computed in vectorised blocks of 128 coordinates, natural order,
+    returning early (with a value >= best) once a block reaches ``best``."""
+    d = q.shape[0]
+    for a in range(0, d, 128):
+        m = _chunk_absmax(q, r, a, min(d, a + 128))
+        if m > mm:
+            mm = m
+            if mm >= best:
+                return mm
+    return mm
+
+
+@njit(cache=True)
+def _counting_order(score, order):
+    """Coordinates sorted by descending uint8 score (stable), in O(d + 256)."""
+    cnt = np.zeros(257, np.int64)
+    for p in range(score.shape[0]):
+        cnt[255 - score[p] + 1] += 1
+    for v in range(256):
+        cnt[v + 1] += cnt[v]
+    for p in range(score.shape[0]):
+        v = 255 - score[p]
+        order[cnt[v]] = p
+        cnt[v] += 1
+
+
+@njit(cache=True)
+def _lower_bound_levels(pm, n):
+    """(min, max) of pm[:n]."""
+    lo = pm[0]
+    hi = pm[0]
+    for j in range(1, n):
+        v = pm[j]
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    return lo, hi
+
+
+@njit(cache=True)
+def _levels(pm, n, lo, scale, lev):
+    """lev[j] = min(255, floor((pm[j] - lo) * scale)): a monotone map of the lower bounds."""
+    for j in range(n):
+        x = (np.float64(pm[j]) - lo) * scale
+        lev[j] = np.uint8(x) if x < 255.0 else np.uint8(255)
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def _linf_kernel(Q, qcode, R, RT, code_start, code_end, scores, n_keys, chunk, qblock, is_u8):
+    """Exact nearest reference with a different label code (l-inf). R is sorted by label code;
+    references of code c occupy [code_start[c], code_end[c]). Returns (dist, index into R).
+
+    Per query: (1) a vectorised pass over a few key coordinates gives, for every candidate, the
+    partial max lb_j <= ||q - r_j||_inf (a lower bound); (2) candidates are finished with the
+    blocked early-exit distance in increasing order of lb_j (counting sort by level), and the
+    search stops once the next level proves lb > best: exact."""
+    nq, d = Q.shape
+    nr = R.shape[0]
+    out_d = np.empty(nq, np.float64)
+    out_i = np.empty(nq, np.int64)
+    nblocks = (nq + qblock - 1) // qblock
+    for b in prange(nblocks):
+        q0 = b * qblock
+        q1 = min(nq, q0 + qblock)
+        nb = q1 - q0
+        order = np.empty(d, np.int64)
+        keys = np.empty(n_keys, np.int64)
+        pm = np.zeros(nr, R.dtype)
+        lev = np.empty(nr, np.uint8)
+        cnt = np.zeros(257, np.int64)
+        cnt2 = np.zeros(257, np.int64)
+        bucket = np.empty(nr, np.int64)
+        srtd = np.empty(nr, np.int64)
+        for t in range(nb):
+            qi = q0 + t
+            q = Q[qi]
+            _counting_order(scores[qi], order)
+            # key coordinates: the query's n_keys highest-scoring coordinates (``order`` is
+            # sorted by descending score)
+            for s in range(n_keys):
+                keys[s] = order[s]
+            c = qcode[qi]
+            lo_a, hi_a = nr, nr
+            if c >= 0:
+                lo_a, hi_a = code_start[c], code_end[c]
+            # candidate ranges [0, lo_a) and [hi_a, nr), packed contiguously into pm
+            n1 = lo_a
+            n2 = nr - hi_a
+            ncand = n1 + n2
+            best = np.inf
+            besti = -1
+            if ncand == 0:
+                out_d[qi] = best
+                out_i[qi] = besti
+                continue
+            for c0 in range(0, n1, chunk):
+                nc = min(chunk, n1 - c0)
+                _scan_pass(q, keys, RT, c0, nc, pm[c0:c0 + nc])
+            for c0 in range(0, n2, chunk):
+                nc = min(chunk, n2 - c0)
+                _scan_pass(q, keys, RT, hi_a + c0, nc, pm[n1 + c0:n1 + c0 + nc])
+            lo8, hi8 = _lower_bound_levels(pm, ncand)
+            lo = np.float64(lo8)
+            if is_u8:
+                # uint8 lower bounds are their own levels (exact, monotone)
+                lo = 0.0
+                scale = 1.0
+                for v in range(257):
+                    cnt[v] = 0
+                for j in range(ncand):
+                    cnt[np.int64(pm[j])] += 1
+            else:
+                span = np.float64(hi8) - lo
+                scale = 255.0 / span if span > 0 else 0.0
+                _levels(pm, ncand, lo, scale, lev)
+                for v in range(257):
+                    cnt[v] = 0
+                for j in range(ncand):
+                    cnt[lev[j]] += 1
+            # windows of levels [w0, w1], processed in increasing level; the level map is
+            # monotone, so a level above the level of ``best`` proves lb > best for it and for
+            # every later candidate: stop there (exact)
+            lev_best = 255
+            w0 = 0
+            while w0 <= lev_best:
+                tot = cnt[w0]
+                w1 = w0
+                while w1 < 255 and tot < 2048:
+                    w1 += 1
+                    tot += cnt[w1]
+                if w1 > lev_best:
+                    w1 = lev_best
+                # gather candidates with w0 <= level <= w1, then order them by level
+                ng = 0
+                if is_u8:
+                    for j in range(ncand):
+                        lv = np.int64(pm[j])
+                        if lv >= w0 and lv <= w1:
+                            bucket[ng] = j
+                            ng += 1
+                    for u in range(ng):
+                        lev[bucket[u]] = pm[bucket[u]]
+                else:
+                    for j in range(ncand):
+                        lv = lev[j]
+                        if lv >= w0 and lv <= w1:
+                            bucket[ng] = j
+                            ng += 1
+                for v in range(257):
+                    cnt2[v] = 0
+                for u in range(ng):
+                    cnt2[np.int64(lev[bucket[u]]) + 1] += 1
+                for v in range(256):
+                    cnt2[v + 1] += cnt2[v]
+                for u in range(ng):
+                    lv = np.int64(lev[bucket[u]])
+                    srtd[cnt2[lv]] = bucket[u]
+                    cnt2[lv] += 1
+                for u in range(ng):
+                    j = srtd[u]
+                    if np.int64(lev[j]) > lev_best:
+                        break
+                    lb = np.float64(pm[j])
+                    if lb >= best:
+                        continue
+                    jj = j if j < n1 else j - n1 + hi_a
+                    mm = _blocked_dist(q, R[jj], lb, best)
+                    if mm < best:
+                        best = mm
+                        besti = jj
+                        lvb = np.int64((best - np.float64(lo)) * scale)
+                        lev_best = lvb if lvb < 255 else 255
+                w0 = w1 + 1
+            out_d[qi] = best
+            out_i[qi] = besti
+    return out_d, out_i
+
+
+# ----------------------------------------------------------------------------------------------
+# input handling
+# ----------------------------------------------------------------------------------------------
+
+def _prepare(queries, q_labels, references, r_labels):
+    q = check_array("queries", queries, min_len=1)
+    r = check_array("references", references, min_len=1)
+    if q.dtype.kind not in "uif" or r.dtype.kind not in "uif":
+        raise TypeError(f"queries and references must be numeric, got {q.dtype} and {r.dtype}")
+    q2 = q.reshape(len(q), -1)
+    r2 = r.reshape(len(r), -1)
+    if q2.shape[1] != r2.shape[1] or q2.shape[1] == 0:
+        raise ValueError(f"queries and references must have the same positive number of features, "
+                         f"got {q2.shape[1]} and {r2.shape[1]}")
+    ql = np.asarray(q_labels)
+    rl = np.asarray(r_labels)
+    if ql.shape != (len(q2),):
+        raise ValueError(f"q_labels must have shape ({len(q2)},), got {ql.shape}")
+    if rl.shape != (len(r2),):
+        raise ValueError(f"r_labels must have shape ({len(r2)},), got {rl.shape}")
+    if ql.dtype.kind not in "iub" or rl.dtype.kind not in "iub":
+        raise TypeError("q_labels and r_labels must be integer arrays")
+    if q2.dtype == np.uint8 and r2.dtype == np.uint8:
+        return np.ascontiguousarray(q2), ql.astype(np.int64), np.ascontiguousarray(r2), rl.astype(np.int64)
+    return (np.ascontiguousarray(q2, dtype=np.float64), ql.astype(np.int64),
+            np.ascontiguousarray(r2, dtype=np.float64), rl.astype(np.int64))
+
+
+def _codes(ql, rl):
+    """Map labels to codes 0..L-1 of the reference labels; query labels absent from R get -1."""
+    uniq, rcode = np.unique(rl, return_inverse=True)
+    pos = np.searchsorted(uniq, ql)
+    pos_c = np.clip(pos, 0, len(uniq) - 1)
+    qcode = np.where(uniq[pos_c] == ql, pos_c, -1).astype(np.int64)
+    return qcode, rcode.astype(np.int64), len(uniq)
+
+
+def _kill_scores(Q, R, tau, rng_seed=0, sample=4096):
+    """uint8 score per (query, coordinate): 255 * estimated P_r(|q_p - r_p| >= tau)."""
+    rng = np.random.default_rng(rng_seed)
+    sub = R if len(R) <= sample else R[np.sort(rng.choice(len(R), sample, replace=False))]
+    d = Q.shape[1]
+    out = np.empty(Q.shape, np.uint8)
+    if Q.dtype == np.uint8:
+        # cdf[v, p] = P(r_p <= v); P(r_p <= q - tau) + P(r_p >= q + tau)
+        cols = np.arange(d)
+        hist = np.stack([np.bincount(sub[:, p], minlength=256) for p in range(d)], axis=1)
+        cdf = np.cumsum(hist, axis=0) / len(sub)              # cdf[v] = P(r <= v), v = 0..255
+        t = int(math.ceil(tau))
+        v = np.arange(256)
+        low_idx = v - t
+        p_low = np.where((low_idx >= 0)[:, None], cdf[np.clip(low_idx, 0, 255)], 0.0)
+        hi_idx = v + t
+        p_high = np.where((hi_idx <= 255)[:, None], 1.0 - cdf[np.clip(hi_idx - 1, 0, 255)], 0.0)
+        table = np.clip(np.rint(255.0 * (p_low + p_high)), 0, 255).astype(np.uint8)  # (256, d)
+        for s in range(0, len(Q), 8192):
+            blk = Q[s:s + 8192]
+            out[s:s + 8192] = table[blk, cols]
+        return out
+    srt = np.sort(sub, axis=0)
+    n = len(sub)
+    for p in range(d):
+        col = Q[:, p]
+        below = np.searchsorted(srt[:, p], col - tau, side="right")
+        above = n - np.searchsorted(srt[:, p], col + tau, side="left")
+        out[:, p] = np.clip(np.rint(255.0 * (below + above) / n), 0, 255).astype(np.uint8)
+    return out
+
+
+def _pilot_tau(Q, qcode, R, rcode, seed=0, n_q=48, n_r=1500):
+    """Median exact separation of a few queries against a reference subsample (an upper
+    estimate of the typical separation; used only to order coordinates)."""
+    rng = np.random.default_rng(seed)
+    qi = rng.choice(len(Q), min(n_q, len(Q)), replace=False)
+    ri = rng.choice(len(R), min(n_r, len(R)), replace=False)
+    rq = R[ri].astype(np.float32 if R.dtype == np.uint8 else np.float64)
+    vals = []
+    for i in qi:
+        m = rcode[ri] != qcode[i]
+        if not m.any():
+            continue
+        vals.append(float(np.abs(rq[m] - Q[i].astype(rq.dtype)).max(axis=1).min()))
+    if not vals:
+        return 0.0
+    return float(np.median(vals))
+
+
+@njit(parallel=True, cache=True)
+def _transpose(a):
+    n, d = a.shape
+    out = np.empty((d, n), a.dtype)
+    for b in prange((n + 255) // 256):
+        for i in range(b * 256, min(n, b * 256 + 256)):
+            for p in range(d):
+                out[p, i] = a[i, p]
+    return out
+
+
+def _linf(Q, qcode, R, rcode, n_codes):
+    perm = np.argsort(rcode, kind="stable")
+    Rs = np.ascontiguousarray(R[perm])
+    cs = rcode[perm]
+    code_start = np.searchsorted(cs, np.arange(n_codes), side="left").astype(np.int64)
+    code_end = np.searchsorted(cs, np.arange(n_codes), side="right").astype(np.int64)
+    tau = _pilot_tau(Q, qcode, R, rcode)
+    scores = _kill_scores(Q, R, tau)
+    d = Q.shape[1]
+    n_keys = min(_KEY_PER_QUERY, d)
+    RT = _transpose(Rs)                # coordinate-major copy for the vectorised pass
+    dist, idx_s = _linf_kernel(Q, qcode, Rs, RT, code_start, code_end, scores, n_keys,
+                               _CHUNK, _QBLOCK, Rs.dtype == np.uint8)
+    idx = np.where(idx_s >= 0, perm[np.maximum(idx_s, 0)], -1)
+    return dist, idx
+
+
+def _l2(Q, qcode, R, rcode, block=256):
+    exact_int = Q.dtype == np.uint8 and R.dtype == np.uint8
+    Rf = R.astype(np.float64)
+    rn = np.einsum("ij,ij->i", Rf, Rf)
+    dist = np.empty(len(Q))
+    idx = np.empty(len(Q), np.int64)
+    d = Q.shape[1]
+    u = np.finfo(np.float64).eps
+    for s in range(0, len(Q), block):
+        qb = Q[s:s + block].astype(np.float64)
+        qn = np.einsum("ij,ij->i", qb, qb)
+        d2 = qn[:, None] + rn[None, :] - 2.0 * (qb @ Rf.T)
+        same = qcode[s:s + block, None] == rcode[None, :]
+        d2[same] = np.inf
+        j = np.argmin(d2, axis=1)
+        rows = np.arange(len(qb))
+        if exact_int:
+            best = d2[rows, j]
+            dist[s:s + len(qb)] = np.where(np.isfinite(best), np.sqrt(np.maximum(best, 0.0)), np.inf)
+            idx[s:s + len(qb)] = np.where(np.isfinite(best), j, -1)
+            continue
+        # recheck every candidate within the rounding-error bound of the block minimum
+        tol = 4.0 * (d + 2) * u * (np.sqrt(qn)[:, None] + np.sqrt(rn)[None, :]) ** 2
+        mins = d2[rows, j]
+        for t in range(len(qb)):
+            if not np.isfinite(mins[t]):
+                dist[s + t], idx[s + t] = np.inf, -1
+                continue
+            cand = np.flatnonzero(d2[t] <= mins[t] + tol[t])
+            diff = Rf[cand] - qb[t]
+            exact = np.sqrt((diff * diff).sum(axis=1))
+            k = int(np.argmin(exact))
+            dist[s + t], idx[s + t] = exact[k], cand[k]
+    return dist, idx
+
+
+def nearest_other_label(queries, q_labels, references, r_labels, norm: str = "inf", *,
+                        exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distance from each query to its nearest reference with a *different* label, and
+    that reference's index (YRZSC Section 3; Table 1 uses norm "inf").
+
+    Inputs: arrays of shape (N, ...) (flattened per row), uint8 or real; integer labels.
+    ``exclude_self`` documents the train-train case (queries *is* references): the point itself
+    has the query's label, so it is excluded automatically; the flag only checks the shapes.
+    Returns float64 distances in input units (uint8: 0..255) and int64 indices; a query with no
+    reference of another label gets (inf, -1).
+    """
+    check_choice("norm", norm, NORMS)
+    Q, ql, R, rl = _prepare(queries, q_labels, references, r_labels)
+    if exclude_self and (Q.shape != R.shape or not np.array_equal(ql, rl)):
+        raise ValueError("exclude_self requires queries and references (and labels) to be the same")
+    qcode, rcode, n_codes = _codes(ql, rl)
+    if norm == "inf":
+        return _linf(Q, qcode, R, rcode, n_codes)
+    return _l2(Q, qcode, R, rcode)
+
+
+def nearest_with_label(queries, references, r_labels, label: int, norm: str = "inf"):
+    """Exact distance from each query to the nearest reference *with* label ``label`` (and its
+    index), via the same kernel: references relabelled 0 (label) / 1 (other), queries as 1."""
+    rl = np.asarray(r_labels)
+    q = np.asarray(queries)
+    return nearest_other_label(q, np.ones(len(q), np.int64), references,
+                               np.where(rl == label, 0, 1).astype(np.int64), norm)
+
+
+# ----------------------------------------------------------------------------------------------
+# Table 1 / Table 8, histograms, duplicates
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class SeparationRow:
+    """One row of Table 1 / Table 8 (distances divided by ``scale``)."""
+    norm: str
+    scale: float
+    train_train: np.ndarray = field(repr=False)
+    train_train_index: np.ndarray = field(repr=False)
+    test_train: np.ndarray = field(repr=False)
+    test_train_index: np.ndarray = field(repr=False)
+
+    @property
+    def train_train_min(self) -> float:
+        return float(self.train_train.min())
+
+    @property
+    def train_train_mean(self) -> float:
+        return float(self.train_train.mean())
+
+    @property
+    def test_train_min(self) -> float:
+        return float(self.test_train.min()) if self.test_train.size else float("nan")
+
+    @property
+    def test_train_mean(self) -> float:
+        return float(self.test_train.mean()) if self.test_train.size else float("nan")
+
+    def argmin_pairs(self) -> dict:
+        """(query index, reference index) pairs achieving the two minima."""
+        i = int(np.argmin(self.train_train))
+        out = {"train_train": [i, int(self.train_train_index[i])]}
+        if self.test_train.size:
+            k = int(np.argmin(self.test_train))
+            out["test_train"] = [k, int(self.test_train_index[k])]
+        return out
+
+    def summary(self) -> dict:
+        return {"norm": self.norm, "train_train_min": self.train_train_min,
+                "train_train_mean": self.train_train_mean, "test_train_min": self.test_train_min,
+                "test_train_mean": self.test_train_mean, "argmin_pairs": self.argmin_pairs()}
+
+
+def separation_row(train_x, train_y, test_x=None, test_y=None, norm: str = "inf",
+                   scale: float | None = None) -> SeparationRow:
+    """Table 1 row: train-train and test-train nearest-different-label distances.
+
+    ``scale`` divides the distances (default 255 for uint8 images, so values lie in [0, 1] as in
+    the paper; 1 otherwise)."""
+    tx = np.asarray(train_x)
+    if scale is None:
+        scale = 255.0 if tx.dtype == np.uint8 else 1.0
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be a positive finite number, got {scale}")
+    ty = np.asarray(train_y)
+    if len(np.unique(ty)) < 2:
+        raise ValueError("train_y must contain at least two classes (separation is undefined "
+                         "for one class)")
+    tt, tti = nearest_other_label(tx, ty, tx, ty, norm, exclude_self=True)
+    if test_x is not None:
+        ts, tsi = nearest_other_label(test_x, test_y, tx, ty, norm)
+    else:
+        ts, tsi = np.empty(0), np.empty(0, np.int64)
+    return SeparationRow(norm, float(scale), tt / scale, tti, ts / scale, tsi)
+
+
+def random_labels(labels, seed: int) -> np.ndarray:
+    """Table 8 "randomly labeled": each label drawn uniformly from the label set (seeded)."""
+    seed = check_int("seed", seed, min_value=0)
+    lab = np.asarray(labels)
+    classes = np.unique(lab)
+    rng = np.random.default_rng(seed)
+    return classes[rng.integers(0, len(classes), size=lab.shape)].astype(np.int64)
+
+
+def random_label_row(train_x, train_y, test_x, test_y, seed: int, norm: str = "inf",
+                     scale: float | None = None) -> SeparationRow:
+    """Table 8 left half: train and test labels replaced by seeded random labels
+    (train with ``seed``, test with ``seed + 1``)."""
+    return separation_row(train_x, random_labels(train_y, seed), test_x,
+                          None if test_y is None else random_labels(test_y, seed + 1), norm, scale)
+
+
+def histogram(values, bins: int = 50, range_: tuple[float, float] | None = None):
+    """(counts, edges) of separation values (Figures 2 and 5)."""
+    bins = check_int("bins", bins, min_value=1)
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return np.histogram(v, bins=bins, range=range_)
+
+
+def _row_keys(x):
+    x2 = np.ascontiguousarray(np.asarray(x).reshape(len(x), -1))
+    return x2.view(np.dtype((np.void, x2.dtype.itemsize * x2.shape[1]))).ravel()
+
+
+def conflicting_duplicates(x, y) -> list[list[int]]:
+    """Groups of indices of exactly equal rows of ``x`` that carry more than one label (the
+    SVHN / Restricted ImageNet duplicates the paper removes, Section 3 and Appendix C)."""
+    y = np.asarray(y)
+    keys = _row_keys(x)
+    _, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    groups = []
+    for g in np.flatnonzero(counts > 1):
+        members = np.flatnonzero(inv == g)
+        if len(np.unique(y[members])) > 1:
+            groups.append(members.tolist())
+    return groups
+
+
+def cross_conflicts(test_x, test_y, train_x, train_y) -> list[tuple[int, int]]:
+    """(test index, train index) pairs of exactly equal images with different labels."""
+    a, b = _row_keys(test_x), _row_keys(train_x)
+    lookup: dict = {}
+    for j, k in enumerate(b):
+        lookup.setdefault(k.tobytes(), []).append(j)
+    out = []
+    ty, ry = np.asarray(test_y), np.asarray(train_y)
+    for i, k in enumerate(a):
+        for j in lookup.get(k.tobytes(), ()):
+            if ty[i] != ry[j]:
+                out.append((i, j))
+    return out
+
+
+def drop_conflicts(x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Remove every member of every conflicting duplicate group; returns (x, y, kept indices)."""
+    drop = sorted({i for g in conflicting_duplicates(x, y) for i in g})
+    keep = np.setdiff1d(np.arange(len(x)), np.asarray(drop, dtype=np.int64))
+    return np.asarray(x)[keep], np.asarray(y)[keep], keep
