@@ -238,7 +238,7 @@ def _random_start(x: torch.Tensor, eps: float, norm: str, keys: torch.Tensor) ->
     its keyed noise (``keys`` from :func:`_example_seeds`), clipped to [0, 1]; computed on x's
     device in float64, returned in x's dtype. l-inf: U[-eps, eps] per coordinate; l2: a
     Box-Muller Gaussian direction scaled to radius eps * U^(1/d)."""
-    n, d = x.shape[0], x[0].numel()
+    d = x[0].numel()
     if norm == "inf":
         delta = (2.0 * _keyed_uniform(keys, d, 0) - 1.0) * eps
     else:

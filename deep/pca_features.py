@@ -17,10 +17,9 @@ import sys
 import time
 
 from deep import pl_runs
-from deep.experiment import add_common_args, device_description, parse_common, resolve_device
+from deep.experiment import add_common_args, parse_common, resolve_device
 from deep.pca_projection import TABLE1_SUBSETS
 from theory.cli import OneLineArgumentParser, UsageError, csv_list, run_main
-from theory.io import atomic_write_json, provenance
 
 PROG = "python -m deep.pca_features"
 DEFAULT_MODELS = ("simple_convnet", "cpl_convnet")
@@ -38,14 +37,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-augment", action="store_true", help="train without augmentation (Sec. 11)")
     ap.add_argument("--train-size", type=pl_runs.parse_size, default=None,
                     help="class-balanced training subset (default: the whole training set)")
-    ap.add_argument("--summary", default=None, help="summary JSON path (default <out>/summary.json)")
-    ap.add_argument("--note", default=None, help="free text stored in the summary (e.g. 'reduced CPU run')")
     pl_runs.add_run_args(ap)
     args = ap.parse_args(argv)
     common = parse_common(args)
-    for m in args.models:
-        if m not in pl_runs.MODEL_CHOICES:
-            raise UsageError(f"--models: unknown model {m!r}; choose from {', '.join(pl_runs.MODEL_CHOICES)}")
+    pl_runs.check_models(args.models)
     for s in args.subsets:
         if s not in TABLE1_SUBSETS:
             raise UsageError(f"--subsets: unknown subset {s!r}; choose from {', '.join(TABLE1_SUBSETS)}")
@@ -73,14 +68,8 @@ def main(argv=None) -> int:
             print(f"{sub:14s} ({row['components']:>14s}) var={row['variance_explained']:.4f} {m:15s} "
                   f"train_acc={row['train_acc']:.4f} test_acc={row['test_acc']:.4f} "
                   f"test_cra@36/255={'n/a' if cra is None else f'{cra:.4f}'}", flush=True)
-    summary = {"experiment": "pca_features", "paper_ref": "P&L Sec. 4.4 Table 1 / Sec. 11",
-               "dataset": common.dataset, "tiny": common.tiny, "note": args.note, "augment": not args.no_augment,
-               "runs": rows,
-               "provenance": provenance(seed=common.seed, wall_seconds=time.perf_counter() - started,
-                                        device=device_description(device))}
-    path = args.summary or (common.out / "summary.json")
-    atomic_write_json(path, summary)
-    print(f"summary: {path}")
+    pl_runs.write_summary(args, common, device, started, rows=rows, experiment="pca_features",
+                          paper_ref="P&L Sec. 4.4 Table 1 / Sec. 11", augment=not args.no_augment)
     return 0
 
 

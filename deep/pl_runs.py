@@ -445,6 +445,35 @@ def add_run_args(ap, *, default_lr: float | None = None) -> None:
                          "an MLP narrower than its input should use orthogonal)")
     ap.add_argument("--keep-checkpoints", action="store_true",
                     help="keep each run's checkpoint after it finished (default: delete it)")
+    ap.add_argument("--summary", default=None, help="summary JSON path (default <out>/summary.json)")
+    ap.add_argument("--note", default=None, help="free text stored in the summary (e.g. 'reduced CPU run')")
+
+
+def check_models(models) -> None:
+    """One clear error for an unknown model name in ``--models``."""
+    from theory.cli import UsageError
+
+    for m in models:
+        if m not in MODEL_CHOICES:
+            raise UsageError(f"--models: unknown model {m!r}; choose from {', '.join(MODEL_CHOICES)}")
+
+
+def write_summary(args, common, device, started: float, *, experiment: str, paper_ref: str, rows: list,
+                  **extra):
+    """Write the experiment's summary JSON (all runs plus provenance) atomically; returns its path."""
+    import time
+
+    from deep.experiment import device_description
+    from theory.io import atomic_write_json, provenance
+
+    summary = {"experiment": experiment, "paper_ref": paper_ref, "dataset": common.dataset,
+               "tiny": common.tiny, "note": args.note, **extra, "runs": rows,
+               "provenance": provenance(seed=common.seed, wall_seconds=time.perf_counter() - started,
+                                        device=device_description(device))}
+    path = args.summary or (common.out / "summary.json")
+    atomic_write_json(path, summary)
+    print(f"summary: {path}")
+    return path
 
 
 def default_width(dataset: str, model: str) -> int | None:

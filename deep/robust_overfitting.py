@@ -16,10 +16,9 @@ import time
 import numpy as np
 
 from deep import pl_runs
-from deep.experiment import add_common_args, device_description, parse_common, resolve_device
+from deep.experiment import add_common_args, parse_common, resolve_device
 from theory.cli import OneLineArgumentParser, UsageError, csv_list, float_range, run_main
 from theory.constants import ROBUST_OVERFIT_OFFSET
-from theory.io import atomic_write_json, provenance
 
 PROG = "python -m deep.robust_overfitting"
 DEFAULT_MODELS = ("cpl_convnet", "aol_mlp")
@@ -36,8 +35,6 @@ def main(argv=None) -> int:
                     help="offset of OffsetCrossEntropy (default sqrt(2), Sec. 4.3)")
     ap.add_argument("--train-size", type=pl_runs.parse_size, default=None,
                     help="class-balanced training subset (default: the whole training set)")
-    ap.add_argument("--summary", default=None, help="summary JSON path (default <out>/summary.json)")
-    ap.add_argument("--note", default=None, help="free text stored in the summary (e.g. 'reduced CPU run')")
     pl_runs.add_run_args(ap, default_lr=0.1)
     args = ap.parse_args(argv)
     common = parse_common(args)
@@ -64,13 +61,8 @@ def main(argv=None) -> int:
         print(f"{m:15s} train_acc={row['train_acc']:.4f} test_acc={row['test_acc']:.4f} "
               f"train_cra@36/255={row['train_cra_36']:.4f} test_cra@36/255={row['test_cra_36']:.4f} "
               f"train_cra@1={tr[i1]:.4f} test_cra@1={te[i1]:.4f}", flush=True)
-    summary = {"experiment": "robust_overfitting", "paper_ref": "P&L Sec. 4.3 Fig. 2 / Sec. 10 Fig. 8",
-               "dataset": common.dataset, "tiny": common.tiny, "note": args.note, "offset": args.offset, "runs": rows,
-               "provenance": provenance(seed=common.seed, wall_seconds=time.perf_counter() - started,
-                                        device=device_description(device))}
-    path = args.summary or (common.out / "summary.json")
-    atomic_write_json(path, summary)
-    print(f"summary: {path}")
+    pl_runs.write_summary(args, common, device, started, rows=rows, experiment="robust_overfitting",
+                          paper_ref="P&L Sec. 4.3 Fig. 2 / Sec. 10 Fig. 8", offset=args.offset)
     return 0
 
 

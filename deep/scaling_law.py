@@ -24,9 +24,8 @@ import sys
 import time
 
 from deep import pl_runs
-from deep.experiment import add_common_args, device_description, parse_common, resolve_device
+from deep.experiment import add_common_args, parse_common, resolve_device
 from theory.cli import OneLineArgumentParser, UsageError, csv_list, int_sci, run_main
-from theory.io import atomic_write_json, provenance
 
 PROG = "python -m deep.scaling_law"
 DEFAULT_MODELS = ("simple_convnet", "aol_mlp", "cpl_convnet")
@@ -100,14 +99,10 @@ def main(argv=None) -> int:
     ap.add_argument("--min-epoch-examples", type=int_sci(1, "--min-epoch-examples"), default=None,
                     help="group passes over tiny subsets into trainer epochs of at least this many "
                          "examples (default 16384; 1 = literal epochs)")
-    ap.add_argument("--summary", default=None, help="summary JSON path (default <out>/summary.json)")
-    ap.add_argument("--note", default=None, help="free text stored in the summary (e.g. 'reduced CPU run')")
     pl_runs.add_run_args(ap)
     args = ap.parse_args(argv)
     common = parse_common(args)
-    for m in args.models:
-        if m not in pl_runs.MODEL_CHOICES:
-            raise UsageError(f"--models: unknown model {m!r}; choose from {', '.join(pl_runs.MODEL_CHOICES)}")
+    pl_runs.check_models(args.models)
     if args.compute_scaling and args.sizes is not None:
         raise UsageError("--sizes is for data scaling; use --size with --compute-scaling")
     if not args.compute_scaling and (args.size is not None or args.epoch_list is not None):
@@ -147,20 +142,11 @@ def main(argv=None) -> int:
         print(f"{m:15s} n={n:6d} passes={row['data_passes']:6d} test_acc={row['test_acc']:.4f} "
               f"test_cra@36/255={'n/a' if cra is None else f'{cra:.4f}'} train_acc={row['train_acc']:.4f}",
               flush=True)
-    summary = {
-        "experiment": "compute_scaling" if args.compute_scaling else "scaling_law",
-        "paper_ref": "P&L Sec. 9.1, Fig. 5" if args.compute_scaling else "P&L Sec. 4.2 Fig. 1 / Sec. 9.3 Fig. 7",
-        "dataset": common.dataset,
-        "tiny": common.tiny,
-        "note": args.note,
-        "eps": list(pl_runs.RunConfig.__dataclass_fields__["eps"].default),
-        "runs": rows,
-        "provenance": provenance(seed=common.seed, wall_seconds=time.perf_counter() - started,
-                                 device=device_description(device)),
-    }
-    path = args.summary or (common.out / "summary.json")
-    atomic_write_json(path, summary)
-    print(f"summary: {path}")
+    pl_runs.write_summary(
+        args, common, device, started, rows=rows,
+        experiment="compute_scaling" if args.compute_scaling else "scaling_law",
+        paper_ref="P&L Sec. 9.1, Fig. 5" if args.compute_scaling else "P&L Sec. 4.2 Fig. 1 / Sec. 9.3 Fig. 7",
+        eps=list(pl_runs.RunConfig.__dataclass_fields__["eps"].default))
     return 0
 
 

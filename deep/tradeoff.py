@@ -11,9 +11,8 @@ import sys
 import time
 
 from deep import pl_runs
-from deep.experiment import add_common_args, device_description, parse_common, resolve_device
+from deep.experiment import add_common_args, parse_common, resolve_device
 from theory.cli import OneLineArgumentParser, UsageError, csv_list, float_range, run_main
-from theory.io import atomic_write_json, provenance
 
 PROG = "python -m deep.tradeoff"
 DEFAULT_TS = (0.0, 1.0, 2.0, 5.0, 10.0)
@@ -29,8 +28,6 @@ def main(argv=None) -> int:
                     help="model (default unified_convnet, the Sec. 4.5 architecture)")
     ap.add_argument("--train-size", type=pl_runs.parse_size, default=None,
                     help="class-balanced training subset (default: the whole training set)")
-    ap.add_argument("--summary", default=None, help="summary JSON path (default <out>/summary.json)")
-    ap.add_argument("--note", default=None, help="free text stored in the summary (e.g. 'reduced CPU run')")
     pl_runs.add_run_args(ap, default_lr=0.1)
     args = ap.parse_args(argv)
     common = parse_common(args)
@@ -52,13 +49,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"t={t:<6g} test_acc={row['test_acc']:.4f} test_cra@36/255={row['test_cra_36']:.4f} "
               f"train_acc={row['train_acc']:.4f} train_cra@36/255={row['train_cra_36']:.4f}", flush=True)
-    summary = {"experiment": "tradeoff", "paper_ref": "P&L Sec. 4.5 Table 3 / Fig. 4",
-               "dataset": common.dataset, "tiny": common.tiny, "note": args.note, "runs": rows,
-               "provenance": provenance(seed=common.seed, wall_seconds=time.perf_counter() - started,
-                                        device=device_description(device))}
-    path = args.summary or (common.out / "summary.json")
-    atomic_write_json(path, summary)
-    print(f"summary: {path}")
+    pl_runs.write_summary(args, common, device, started, rows=rows, experiment="tradeoff",
+                          paper_ref="P&L Sec. 4.5 Table 3 / Fig. 4")
     return 0
 
 
