@@ -19,15 +19,26 @@ result: a candidate is abandoned only once a coordinate proves its distance is >
 references at exactly the same distance the first one met in the (deterministic) scan order is
 returned, which need not be the lowest index.
 
-Speed (l-inf). Per query the coordinates are ranked by how likely they are to prove a candidate
-far (the probability, estimated from a reference subsample, that |q_p - r_p| >= tau, tau a pilot
-estimate of the typical separation). (1) A vectorised pass over the query's top 12 coordinates of
-every candidate (coordinate-major uint8 copy of R) gives a lower bound lb_j <= ||q - r_j||_inf;
-(2) candidates are visited in increasing lb_j (counting sort) and finished with a vectorised
-distance in blocks of 128 coordinates that stops as soon as a block reaches the running best;
-(3) the search stops at the first candidate whose lower bound is above the best distance found.
-Candidates of the query's own label are never touched (R is sorted by label). numba, parallel
-over blocks of queries.
+Speed (l-inf), uint8 input. For thresholds T (``_TH``) and every coordinate p, a bitset over
+the references (sorted by label) of r_p >= T is precomputed. Per query, the exact distance to a
+few evenly spread candidates gives an upper bound b (an integer). A reference r can only be
+strictly nearer than b if |q_p - r_p| < b for every p, so r is rejected (soundly) if r_p >= T for
+some p with T >= q_p + b, or r_p <= T - 1 for some p with T - 1 <= q_p - b. The query's K bitsets
+with the most members are OR-ed over chunks of references (64 per uint64 word); only unmarked
+references of another label get the exact blocked early-exit distance, and the selection is
+redone as b drops. On MNIST almost every pair has a coordinate with one pixel blank and the other
+saturated, so ~99.9% of the candidates are rejected by bit operations. numba, parallel over
+blocks of queries.
+
+Speed (l-inf), float input (or bitset tables above 2 GiB). Per query the coordinates are ranked
+by how likely they are to prove a candidate far (the probability, estimated from a reference
+subsample, that |q_p - r_p| >= tau, tau a pilot estimate of the typical separation). (1) A
+vectorised pass over the query's top 12 coordinates of every candidate (coordinate-major copy
+of R) gives a lower bound lb_j <= ||q - r_j||_inf; (2) candidates are visited in increasing lb_j
+(counting sort) and finished with a vectorised distance in blocks of 128 coordinates that stops
+as soon as a block reaches the running best; (3) the search stops at the first candidate whose
+lower bound is above the best distance found. Candidates of the query's own label are never
+touched (R is sorted by label). numba, parallel over blocks of queries.
 
 l2: blocked float64 BLAS on ||q||^2 + ||r||^2 - 2 q.r. For uint8 input every term is an integer
 below 2^53, so the squared distances are exact; for float input every candidate within the
@@ -51,6 +62,12 @@ NORMS = ("inf", "2")
 _KEY_PER_QUERY = 12  # key coordinates per query in the vectorised lower-bound pass
 _CHUNK = 2048        # references per call of the vectorised pass
 _QBLOCK = 32         # queries per parallel block
+# uint8 bitset kernel
+_K_KILL = 32         # killer bitsets OR-ed per query
+_CW = 128            # uint64 words (x 64 references) per chunk between re-selections
+_QBLOCK_U8 = 16      # queries per parallel block
+_NSEED = 128         # evenly spread candidates giving the initial upper bound
+_MASK_BYTES = 2 << 30  # larger bitset tables fall back to the generic kernel
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,6 +326,203 @@ def _linf_kernel(Q, qcode, R, RT, code_start, code_end, scores, n_keys, chunk, q
     return out_d, out_i
 
 
+# ---- uint8 l-inf kernel: bitset filters ----
+
+_HI_T = [255, 254, 253, 252, 251, 250, 248, 246, 243, 240, 232, 224, 208, 192, 160, 128, 1]
+_LO_t = [0, 3, 7, 15, 31, 63, 127]
+_TH = np.array(sorted(set(_HI_T) | {t + 1 for t in _LO_t}), np.int64)
+
+
+@njit(parallel=True, cache=True)
+def _build_masks(RT, TH):
+    """M[k, p] = bitset over references (64 per uint64 word) of r_p >= TH[k]; pop[k, p] = its
+    popcount. Built per coordinate from a counting sort of the column, thresholds descending."""
+    d, nr = RT.shape
+    nw = (nr + 63) // 64
+    nT = TH.shape[0]
+    M = np.zeros((nT, d, nw), np.uint64)
+    pop = np.zeros((nT, d), np.int64)
+    for p in prange(d):
+        col = RT[p]
+        cnt = np.zeros(257, np.int64)
+        for i in range(nr):
+            cnt[np.int64(col[i]) + 1] += 1
+        for v in range(256):
+            cnt[v + 1] += cnt[v]
+        pos = cnt.copy()
+        srt = np.empty(nr, np.int64)
+        for i in range(nr):
+            v = np.int64(col[i])
+            srt[pos[v]] = i
+            pos[v] += 1
+        acc = np.zeros(nw, np.uint64)
+        top = nr  # refs srt[top:] (values >= current threshold) are in acc
+        for k in range(nT - 1, -1, -1):
+            start = cnt[TH[k]]
+            for u in range(start, top):
+                i = srt[u]
+                acc[i >> 6] |= np.uint64(1) << np.uint64(i & 63)
+            top = start
+            M[k, p, :] = acc
+            pop[k, p] = nr - start
+    return M, pop
+
+
+@njit(cache=True)
+def _range_bits(w, a, b):
+    """Bits of word w for the references i with a <= i < b."""
+    base = w * 64
+    lo = max(a, base) - base
+    hi = min(b, base + 64) - base
+    if hi <= lo:
+        return np.uint64(0)
+    n = hi - lo
+    if n == 64:
+        return ~np.uint64(0)
+    return ((np.uint64(1) << np.uint64(n)) - np.uint64(1)) << np.uint64(lo)
+
+
+@njit(cache=True)
+def _select(q, b, hi_idx, lo_idx, pop, nr, K, sel_k, sel_p, sel_neg, pw, ek, ep, en, cnt):
+    """Up to K "killer" bitsets for query q and integer bound b, each proving |q_p - r_p| >= b
+    for every reference r in it: (high) r_p >= T with T the smallest threshold >= q_p + b, or
+    (low, complemented) r_p <= T - 1 with T the largest threshold <= q_p - b + 1. The K with
+    the largest popcounts are kept (counting selection on popcount * 255 // nr)."""
+    d = q.shape[0]
+    ne = 0
+    for p in range(d):
+        qv = np.int64(q[p])
+        v = qv + b
+        if v <= 255:
+            k = hi_idx[v]
+            ek[ne] = k
+            ep[ne] = p
+            en[ne] = 0
+            pw[ne] = (pop[k, p] * 255) // nr
+            ne += 1
+        v = qv - b + 1
+        if v >= 1:
+            k = lo_idx[v]
+            ek[ne] = k
+            ep[ne] = p
+            en[ne] = 1
+            pw[ne] = ((nr - pop[k, p]) * 255) // nr
+            ne += 1
+    for v in range(256):
+        cnt[v] = 0
+    for e in range(ne):
+        cnt[pw[e]] += 1
+    # cutoff: take entries of the highest power levels until K
+    tot = 0
+    cut = 256
+    while cut > 0 and tot < K:
+        cut -= 1
+        tot += cnt[cut]
+    ns = 0
+    # first all with power > cut, then fill with == cut
+    for e in range(ne):
+        if pw[e] > cut and pw[e] > 0:
+            sel_k[ns] = ek[e]; sel_p[ns] = ep[e]; sel_neg[ns] = en[e]; ns += 1
+    for e in range(ne):
+        if ns >= K:
+            break
+        if pw[e] == cut and pw[e] > 0:
+            sel_k[ns] = ek[e]; sel_p[ns] = ep[e]; sel_neg[ns] = en[e]; ns += 1
+    return ns
+
+
+@njit(parallel=True, cache=True)
+def _linf_u8_kernel(Q, qcode, R, M, pop, hi_idx, lo_idx, code_start, code_end, K, CW, qblock, nseed):
+    """Exact nearest reference with a different label code (l-inf, uint8 Q and R; R sorted by
+    label code, code c in [code_start[c], code_end[c])). Returns (dist, index into R).
+
+    Per query: the exact distance to ``nseed`` evenly spread candidates gives an upper bound
+    best. Then, for every chunk of CW words (64 * CW references), the query's K selected killer
+    bitsets (:func:`_select`, for b = the current integer best) are OR-ed: a set bit proves
+    ||q - r||_inf >= best, so r cannot be strictly better and is skipped (never changes the
+    minimum; ties keep the first minimiser found). The remaining candidates of another label get
+    the blocked early-exit distance. The selection is redone whenever best has dropped."""
+    nq, d = Q.shape
+    nr = R.shape[0]
+    nw = (nr + 63) // 64
+    out_d = np.empty(nq, np.float64)
+    out_i = np.empty(nq, np.int64)
+    nblocks = (nq + qblock - 1) // qblock
+    for blk in prange(nblocks):
+        sel_k = np.empty(K, np.int64)
+        sel_p = np.empty(K, np.int64)
+        sel_neg = np.empty(K, np.int64)
+        pw = np.empty(2 * d, np.int64)
+        ek = np.empty(2 * d, np.int64)
+        ep = np.empty(2 * d, np.int64)
+        en = np.empty(2 * d, np.int64)
+        cnt = np.zeros(256, np.int64)
+        acc = np.empty(CW, np.uint64)
+        for qi in range(blk * qblock, min(nq, blk * qblock + qblock)):
+            q = Q[qi]
+            c = qcode[qi]
+            lo_a, hi_a = nr, nr
+            if c >= 0:
+                lo_a, hi_a = code_start[c], code_end[c]
+            ncand = lo_a + (nr - hi_a)
+            best = np.inf
+            besti = -1
+            if ncand == 0:
+                out_d[qi] = best
+                out_i[qi] = besti
+                continue
+            # seeds: evenly spread candidates
+            for s in range(min(nseed, ncand)):
+                j = (s * ncand) // min(nseed, ncand)
+                jj = j if j < lo_a else j - lo_a + hi_a
+                mm = _blocked_dist(q, R[jj], 0.0, best)
+                if mm < best:
+                    best = mm
+                    besti = jj
+            sel_b = -1
+            ns = 0
+            for w0 in range(0, nw, CW):
+                w1 = min(nw, w0 + CW)
+                if w0 * 64 >= lo_a and w1 * 64 <= hi_a:
+                    continue
+                bi = np.int64(best) if best <= 255.0 else 256
+                if bi != sel_b:
+                    if bi <= 255:
+                        ns = _select(q, bi, hi_idx, lo_idx, pop, nr, K, sel_k, sel_p, sel_neg,
+                                     pw, ek, ep, en, cnt)
+                    else:
+                        ns = 0
+                    sel_b = bi
+                nwc = w1 - w0
+                for w in range(nwc):
+                    acc[w] = 0
+                for s in range(ns):
+                    row = M[sel_k[s], sel_p[s]]
+                    if sel_neg[s]:
+                        for w in range(nwc):
+                            acc[w] |= ~row[w0 + w]
+                    else:
+                        for w in range(nwc):
+                            acc[w] |= row[w0 + w]
+                for w in range(nwc):
+                    ww = w0 + w
+                    alive = ~acc[w] & (_range_bits(ww, 0, lo_a) | _range_bits(ww, hi_a, nr))
+                    bit = 0
+                    while alive != 0:
+                        if alive & np.uint64(1):
+                            jj = ww * 64 + bit
+                            mm = _blocked_dist(q, R[jj], 0.0, best)
+                            if mm < best:
+                                best = mm
+                                besti = jj
+                        alive >>= np.uint64(1)
+                        bit += 1
+            out_d[qi] = best
+            out_i[qi] = besti
+    return out_d, out_i
+
+
+
 # ----------------------------------------------------------------------------------------------
 # input handling
 # ----------------------------------------------------------------------------------------------
@@ -413,13 +627,22 @@ def _linf(Q, qcode, R, rcode, n_codes):
     cs = rcode[perm]
     code_start = np.searchsorted(cs, np.arange(n_codes), side="left").astype(np.int64)
     code_end = np.searchsorted(cs, np.arange(n_codes), side="right").astype(np.int64)
-    tau = _pilot_tau(Q, qcode, R, rcode)
-    scores = _kill_scores(Q, R, tau)
     d = Q.shape[1]
-    n_keys = min(_KEY_PER_QUERY, d)
-    RT = _transpose(Rs)                # coordinate-major copy for the vectorised pass
-    dist, idx_s = _linf_kernel(Q, qcode, Rs, RT, code_start, code_end, scores, n_keys,
-                               _CHUNK, _QBLOCK, Rs.dtype == np.uint8)
+    RT = _transpose(Rs)                # coordinate-major copy (vectorised pass / bitset build)
+    nw = (len(Rs) + 63) // 64
+    if Rs.dtype == np.uint8 and len(_TH) * d * nw * 8 <= _MASK_BYTES:
+        M, pop = _build_masks(RT, _TH)
+        del RT
+        hi_idx = np.searchsorted(_TH, np.arange(256), side="left").astype(np.int64)
+        lo_idx = (np.searchsorted(_TH, np.arange(257), side="right") - 1).astype(np.int64)
+        dist, idx_s = _linf_u8_kernel(Q, qcode, Rs, M, pop, hi_idx, lo_idx, code_start, code_end,
+                                      _K_KILL, _CW, _QBLOCK_U8, _NSEED)
+    else:
+        tau = _pilot_tau(Q, qcode, R, rcode)
+        scores = _kill_scores(Q, R, tau)
+        n_keys = min(_KEY_PER_QUERY, d)
+        dist, idx_s = _linf_kernel(Q, qcode, Rs, RT, code_start, code_end, scores, n_keys,
+                                   _CHUNK, _QBLOCK, Rs.dtype == np.uint8)
     idx = np.where(idx_s >= 0, perm[np.maximum(idx_s, 0)], -1)
     return dist, idx
 
