@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from theory.cli import OneLineArgumentParser, UsageError, float_range, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, UsageError, float_range, int_sci, run_main
 from theory.constants import YANG_EPS_LINF, YANG_PGD_STEP_DIVISOR, YANG_PGD_STEPS
 
 PROG = "python -m bench.bench_attacks"
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
           f"{cpu_ratio:.3f} process CPU time "
           f"({'ours faster' if ratio < 1 else 'torchattacks faster'})")
     if args.out:
-        from theory.io import atomic_write_json, provenance
+        from plumbing.io import atomic_write_json, provenance
         atomic_write_json(args.out, {
             "model": model_name, "batch": args.batch, "eps": eps, "steps": steps,
             "step_size": alpha, "device": dev_name, "threads": torch.get_num_threads(),

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from theory.cli import OneLineArgumentParser, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, int_sci, run_main
 
 PROG = "python -m bench.bench_no_free_robustness"
 _C1, _C2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)

@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from theory.cli import OneLineArgumentParser, int_sci, run_main
-from theory.datasets import load_dataset
+from plumbing.cli import OneLineArgumentParser, int_sci, run_main
+from plumbing.datasets import load_dataset
 from theory.separation import nearest_other_label
 
 

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from theory.constants import YANG_MT_STEPS, YANG_PGD_STEP_DIVISOR, YANG_PGD_STEPS
-from theory.progress import progress
-from theory.validation import check_choice, check_float, check_int
+from plumbing.progress import progress
+from plumbing.validation import check_choice, check_float, check_int
 
 NORMS = ("inf", "2")
 ATTACKS = ("pgd", "mt")

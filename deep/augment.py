@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from theory.constants import RANDOM_CROP_PADDING, RANDOM_ERASE_SIZE
-from theory.validation import check_choice, check_float, check_int
+from plumbing.validation import check_choice, check_float, check_int
 
 MNIST_PADDED_SIZE = 32  # P&L Sec. 9.3: MNIST padded to 32x32 so the CIFAR-10 setup applies
 

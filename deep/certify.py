@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
-from theory.validation import check_float, check_int
+from plumbing.validation import check_float, check_int
 
 
 def _check_xy(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -1,4 +1,4 @@
-"""Datasets as torch tensors for the network experiments (loaders live in ``theory.datasets``).
+"""Datasets as torch tensors for the network experiments (loaders live in ``plumbing.datasets``).
 
 Images come back as float32 (N, C, H, W) in [0, 1] and labels as int64, on the CPU; callers move
 them to their device. Mean subtraction is *not* applied here: models carry it as their first,
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from theory.datasets import load_dataset
-from theory.validation import check_int
+from plumbing.datasets import load_dataset
+from plumbing.validation import check_int
 
 
 def to_tensor_images(images: np.ndarray) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from theory.validation import check_choice, check_float, check_int
+from plumbing.validation import check_choice, check_float, check_int
 
 INITS = ("identity", "orthogonal", "delta_orthogonal", "kaiming")
 _AOL_EPS = 1e-12  # added to the row sums; only makes the scale smaller, so the bound still holds

@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from theory.validation import check_float, check_int
+from plumbing.validation import check_float, check_int
 
 
 @contextlib.contextmanager

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 
 from deep.attacks import _base_seed, _example_seeds, _random_start, eval_mode
 from theory.constants import YANG_LIPSCHITZ_STEPS, YANG_PGD_STEP_DIVISOR
-from theory.progress import progress
-from theory.validation import check_choice, check_float, check_int
+from plumbing.progress import progress
+from plumbing.validation import check_choice, check_float, check_int
 
 OUTPUTS = ("logits", "softmax")
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from theory.constants import OFFSET_CE_OFFSET, OFFSET_CE_TEMPERATURE, SIMPLECONVNET_TEMPERATURE
-from theory.validation import check_float, check_int
+from plumbing.validation import check_float, check_int
 
 
 def _check_inputs(scores: torch.Tensor, labels: torch.Tensor) -> None:

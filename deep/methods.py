@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from theory.validation import check_choice, check_float, check_int
+from plumbing.validation import check_choice, check_float, check_int
 
 METHODS = ("natural", "gr", "llr", "at", "rst", "trades")
 #: default parameter per method (None: the method takes none). TRADES beta = 6 is the TRADES

@@ -50,7 +50,7 @@ from deep.layers import (INITS, AOLConv2d, AOLLinear, CPLConv2d, FirstChannels, 
                          MaxMin, MeanSubtract, PixelUnshuffle, ZeroChannelConcat)
 from theory.constants import (AOL_MLP_DEPTH, LIPSCHITZ_BASE_WIDTH, LIPSCHITZ_CONV_BLOCKS,
                               LIPSCHITZ_CONVS_PER_BLOCK, MNIST_PADDED_SIZE)
-from theory.validation import check_choice, check_int
+from plumbing.validation import check_choice, check_int
 
 CONV_TYPES = ("aol", "cpl")
 

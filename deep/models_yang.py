@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from theory.validation import check_choice, check_float, check_int
+from plumbing.validation import check_choice, check_float, check_int
 
 MODELS = ("cnn1", "cnn2", "wrn")
 

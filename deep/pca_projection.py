@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from theory.validation import check_int
+from plumbing.validation import check_int
 
 CIFAR10_DIM = 3 * 32 * 32  # the paper's ranges refer to this dimension (Table 1)
 

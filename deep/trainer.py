@@ -21,9 +21,9 @@ from typing import Callable
 import torch
 
 from theory.constants import BATCH_SIZE, SGD_MOMENTUM
-from theory.io import atomic_write_bytes, atomic_write_json
-from theory.progress import progress
-from theory.validation import check_choice, check_float, check_int
+from plumbing.io import atomic_write_bytes, atomic_write_json
+from plumbing.progress import progress
+from plumbing.validation import check_choice, check_float, check_int
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("onecycle", "constant", "cosine")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from theory.cli import OneLineArgumentParser, csv_list, run_main
+from plumbing.cli import OneLineArgumentParser, csv_list, run_main
 
 from .registry import figures, render
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from figures.registry import figure, save_png
 from paper_checks.registry import RESULTS_DIR, NeedsData
-from theory.io import read_json
+from plumbing.io import read_json
 
 SOURCES = (("tradeoff_table_mnist_cnn1.json", "paper-scale run"),
            ("tradeoff_table_mnist_cnn1_cpu_small_8methods.json", "reduced CPU run, 8 methods"),

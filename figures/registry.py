@@ -81,7 +81,7 @@ def save_png(fig, out_dir: Path, name: str) -> Path:
 
     import matplotlib.pyplot as plt
 
-    from theory.io import atomic_write_bytes
+    from plumbing.io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from theory.cli import OneLineArgumentParser, csv_list, run_main
-from theory.io import atomic_write_json, provenance
+from plumbing.cli import OneLineArgumentParser, csv_list, run_main
+from plumbing.io import atomic_write_json, provenance
 
 from .registry import claims, run_claims
 

@@ -3,7 +3,7 @@ Self-Normalizing CE), measured from committed results of ``deep.scaling_law``,
 ``deep.robust_overfitting``, ``deep.pca_features`` and ``deep.tradeoff`` under ``results/``.
 
 CIFAR-10 claims need CIFAR-10 runs at the paper's scale (GPU) and a CIFAR-10 loader
-(``theory.datasets.register_loader("cifar10", ...)``; none is in the tree yet). They report
+(``plumbing.datasets.register_loader("cifar10", ...)``; none is in the tree yet). They report
 NEEDS-GPU until these files exist, produced by (add ``--lr`` after tuning it, as the paper does):
 
 * ``results/scaling_law_cifar10.json``: ``python -m deep.scaling_law --dataset cifar10 --device cuda
@@ -38,7 +38,7 @@ def _summary(relpath: str, what: str) -> dict:
 
 
 def _curve(summary: dict, model: str, key: str = "test_cra_36"):
-    from deep.scaling_law import curve
+    from deep.experiments.scaling_law import curve
 
     try:
         return curve(summary, model, key)
@@ -50,7 +50,7 @@ def _curve(summary: dict, model: str, key: str = "test_cra_36"):
 # CIFAR-10 (paper scale; GPU)
 
 def _cifar_gain_per_doubling():
-    from deep.scaling_law import gain_per_doubling
+    from deep.experiments.scaling_law import gain_per_doubling
 
     s = _summary("scaling_law_cifar10.json", "CIFAR-10 results")
     gains = {m: gain_per_doubling(*_curve(s, m)) for m in LIPSCHITZ_MODELS if any(r["model"] == m for r in s["runs"])}
@@ -136,7 +136,7 @@ def _mnist_full():
 
 
 def _examples_for_90():
-    from deep.scaling_law import crossing_size
+    from deep.experiments.scaling_law import crossing_size
 
     s = _mnist_full()
     out = {}
@@ -157,7 +157,7 @@ register(Claim("pl-sec9.3-examples-for-90-cra", P, "Sec. 9.3, Fig. 7",
 
 
 def _mnist_small_gain():
-    from deep.scaling_law import gain_per_doubling
+    from deep.experiments.scaling_law import gain_per_doubling
 
     s = _mnist_full()
     gains = {}
@@ -201,7 +201,7 @@ register(Claim("pl-sec9.3-peak-at-15k", P, "Sec. 9.3, Fig. 7",
 # MNIST, reduced CPU configuration (committed; fast)
 
 def _cpu_small_gain():
-    from deep.scaling_law import gain_per_doubling
+    from deep.experiments.scaling_law import gain_per_doubling
 
     s = _summary("scaling_law_mnist_cpu_small.json", "the reduced CPU MNIST run")
     sizes, vals = _curve(s, "aol_mlp")

@@ -17,7 +17,7 @@ def _mnist():
     import os
     from pathlib import Path
 
-    from theory.datasets import DataMissingError, load_dataset
+    from plumbing.datasets import DataMissingError, load_dataset
     # the data root ($ROBUSTGEN_DATA or ~/.robustgen/data), else the CI layout ../shared/data
     roots = [None] if os.environ.get("ROBUSTGEN_DATA") else [None, Path(__file__).resolve().parents[2] / "shared" / "data"]
     err = None

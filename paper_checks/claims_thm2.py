@@ -136,7 +136,7 @@ def _cifar_dstar():
         data = load_result("nn_distance_scaling_cifar10.json")
     except NeedsData:
         raise NeedsData("no results/nn_distance_scaling_cifar10.json: needs CIFAR-10 (a loader "
-                        "registered in theory.datasets) and `python -m simulate.nn_distance_scaling "
+                        "registered in plumbing.datasets) and `python -m simulate.nn_distance_scaling "
                         "--dataset cifar10 --json results/nn_distance_scaling_cifar10.json`") from None
     vals = [s["d_star_slope"] for s in data["summary"]]
     if not vals:

@@ -143,7 +143,7 @@ def _register_unavailable(table: dict, location: str, dataset: str, relpath: str
                 claimed=claimed, measure=measure, compare="approx", tolerance=tol, cost="slow"))
 
 
-_CIFAR = ("CIFAR-10 is not shipped; register a loader (theory.datasets.register_loader) and run "
+_CIFAR = ("CIFAR-10 is not shipped; register a loader (plumbing.datasets.register_loader) and run "
           "python -m deep.tradeoff_table --dataset cifar10 --model wrn --device cuda")
 _SVHN = ("SVHN is not shipped; register a loader and run python -m deep.tradeoff_table "
          "--dataset svhn --model wrn --device cuda")

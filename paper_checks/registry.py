@@ -148,7 +148,7 @@ def run_claims(*, include_slow: bool = False, only: list[str] | None = None) -> 
 
 def load_result(relpath: str):
     """Read a committed JSON result under ``results/``; NeedsData if it is not there."""
-    from theory.io import read_json
+    from plumbing.io import read_json
 
     p = RESULTS_DIR / relpath
     if not p.is_file():

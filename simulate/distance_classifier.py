@@ -13,11 +13,11 @@ import sys
 import time
 
 
-from theory.cli import OneLineArgumentParser, csv_list, float_range, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, csv_list, float_range, int_sci, run_main
 from theory.constants import EPS_L2_DEFAULT, MNIST_L2_EPS_LARGE, YANG_EPS_LINF
-from theory.datasets import load_dataset
+from plumbing.datasets import load_dataset
 from theory.distance_classifier import certified_accuracy
-from theory.io import atomic_write_json, provenance
+from plumbing.io import atomic_write_json, provenance
 
 
 def main(argv=None) -> int:

@@ -33,10 +33,10 @@ import numpy as np
 
 from theory.box_covering import (bound_sample_size, coverage_bound, n_boxes, simulate_theorem2,
                                  theorem2_sample_size, uniform_coverage_exact, uniform_n_for_coverage)
-from theory.cli import OneLineArgumentParser, UsageError, csv_list, float_range, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, int_sci, run_main
 from theory.constants import THM2_SAMPLE_FACTOR, THM2_TARGET_ROBUST_ACC
-from theory.io import atomic_write_json, provenance, read_json
-from theory.progress import progress
+from plumbing.io import atomic_write_json, provenance, read_json
+from plumbing.progress import progress
 from theory.robust_distributions import GridRobustDistribution, uniform_cube
 
 PROG = "python -m simulate.nn_covering"

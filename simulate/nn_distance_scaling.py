@@ -14,7 +14,7 @@ cube centre, where p(r) = c r^{d*} holds exactly (c = unit-ball volume): the Mon
 the centre's nearest-neighbour distance beside the exact median and the bounds
 (2cn)^{−1/d*} ≤ r* ≤ (cn)^{−1/d*}.
 --dataset mnist: real MNIST train subsets (pixels scaled to [0, 1]) and --queries test images
-(fashion-mnist likewise; cifar10 once a loader is registered in theory.datasets).
+(fashion-mnist likewise; cifar10 once a loader is registered in plumbing.datasets).
 
     python -m simulate.nn_distance_scaling --dataset mnist [--data-root DIR] [--sizes 64,...]
                                            [--norm 2,angular] [--json PATH]
@@ -27,15 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.cli import OneLineArgumentParser, csv_list, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, csv_list, int_sci, run_main
 from theory.constants import CIFAR10_INTRINSIC_DIM_REFERENCE
 from theory.intrinsic_dim import levina_bickel
-from theory.io import atomic_write_json, provenance
+from plumbing.io import atomic_write_json, provenance
 from theory.knn import nearest_neighbor
 from theory.nn_scaling import (centre_median_nn_distance, check_sizes, embedded_uniform, eq26_bounds,
                                exact_median_radius, linear_log_fit, median_quantile_interval,
                                random_orthonormal, slope_intrinsic_dimension, unit_ball_volume)
-from theory.progress import progress
+from plumbing.progress import progress
 
 from .nn_covering import Checkpoint
 
@@ -52,7 +52,7 @@ def load_points(args, rng):
         train = embedded_uniform(args.sizes[-1], args.d_star, args.ambient, rng, basis)
         queries = embedded_uniform(args.queries, args.d_star, args.ambient, rng, basis)
         return train, queries
-    from theory.datasets import load_dataset
+    from plumbing.datasets import load_dataset
 
     xtr, _ = load_dataset(args.dataset, "train", args.data_root)
     xte, _ = load_dataset(args.dataset, "test", args.data_root)
@@ -71,7 +71,7 @@ def load_points(args, rng):
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", choices=DATASETS, default="synthetic",
-                    help="synthetic, or an image dataset of theory.datasets (cifar10 needs a "
+                    help="synthetic, or an image dataset of plumbing.datasets (cifar10 needs a "
                          "registered loader)")
     ap.add_argument("--data-root", default=None, help="dataset root (default $ROBUSTGEN_DATA)")
     ap.add_argument("--sizes", type=csv_list(int_sci(1, "--sizes"), "--sizes"), default=None,

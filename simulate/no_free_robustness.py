@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from theory.cli import (OneLineArgumentParser, UsageError, csv_list, float_range, int_sci,
+from plumbing.cli import (OneLineArgumentParser, UsageError, csv_list, float_range, int_sci,
                         run_main)
 
 PROG = "python -m simulate.no_free_robustness"
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         raise UsageError("--sweep-n and --checkpoint need --sweep")
     from theory.hypercube_simulation import (DEFAULT_LEARNERS, SweepConfig, Thm1Config, run_sweep,
                                              run_trials)
-    from theory.io import atomic_write_json, provenance
+    from plumbing.io import atomic_write_json, provenance
 
     args.learners = list(DEFAULT_LEARNERS) if args.learners is None else args.learners
     _check_learners(args.learners)

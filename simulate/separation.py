@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.cli import OneLineArgumentParser, UsageError, run_main
-from theory.datasets import load_dataset
-from theory.io import atomic_write_json, provenance
+from plumbing.cli import OneLineArgumentParser, UsageError, run_main
+from plumbing.datasets import load_dataset
+from plumbing.io import atomic_write_json, provenance
 from theory.separation import (conflicting_duplicates, cross_conflicts, drop_conflicts, histogram,
                                random_labels, separation_row)
 
@@ -144,7 +144,7 @@ def _hist_png(row, args, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from theory.io import atomic_write_bytes
+    from plumbing.io import atomic_write_bytes
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     for ax, vals, title in ((axes[0], row.train_train, "train-train (Fig. 5)"),

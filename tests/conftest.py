@@ -40,11 +40,11 @@ def mnist_root() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_train(mnist_root):
-    from theory.datasets import load_dataset
+    from plumbing.datasets import load_dataset
     return load_dataset("mnist", "train", mnist_root)
 
 
 @pytest.fixture(scope="session")
 def mnist_test(mnist_root):
-    from theory.datasets import load_dataset
+    from plumbing.datasets import load_dataset
     return load_dataset("mnist", "test", mnist_root)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from theory.datasets import (DataCorruptError, DataMissingError, load_dataset, read_cifar_batch,
+from plumbing.datasets import (DataCorruptError, DataMissingError, load_dataset, read_cifar_batch,
                              read_idx, read_svhn_mat)
 
 

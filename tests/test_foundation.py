@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from paper_checks.registry import Claim, Measured, NeedsData, run_claim, verdict
-from theory import cli, io, knn, validation
+from plumbing import cli, io, validation
+from theory import knn
 
 
 # ---- validation ----------------------------------------------------------------------------

@@ -13,11 +13,11 @@ import types
 import pytest
 import torch
 
-from deep import pl_runs
-from deep import scaling_law as sl
-from deep.experiment import ExperimentArgs
+from deep.experiments import pl_runs
+from deep.experiments import scaling_law as sl
+from deep.experiments.experiment import ExperimentArgs
 from deep.trainer import TrainConfig
-from theory.cli import run_main
+from plumbing.cli import run_main
 
 RUN_KEYS = {"name", "config", "lipschitz", "train_size", "test_size", "eps", "eps_labels", "final",
             "history", "provenance", "augmentation", "data_passes"}
@@ -96,7 +96,7 @@ def test_compute_scaling_tiny(mnist_root, tmp_path):
 
 
 def test_other_experiments_tiny(mnist_root, tmp_path):
-    from deep import pca_features, robust_overfitting, tradeoff
+    from deep.experiments import pca_features, robust_overfitting, tradeoff
 
     root = ["--tiny", "--data-root", str(mnist_root)]
     assert run_main(robust_overfitting.main, root + ["--models", "aol_mlp", "--out", str(tmp_path / "ro")]) == 0
@@ -161,7 +161,7 @@ def test_config_hash_separates_settings(tmp_path):
 
 
 def test_throughput_tiny():
-    from deep.throughput import measure
+    from deep.experiments.throughput import measure
 
     r = measure("aol_mlp", "mnist", torch.device("cpu"), batch_size=8, batches=1, warmup=0, width=16)
     assert r["epochs_per_second"] > 0

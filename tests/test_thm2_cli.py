@@ -64,7 +64,7 @@ def test_same_seed_same_rows_and_resume_after_interruption(tmp_path, monkeypatch
 ])
 def test_bad_input_exits_2_with_one_line(args, capsys):
     """In process (fast): run_main turns the error into one line and exit status 2."""
-    from theory.cli import run_main
+    from plumbing.cli import run_main
 
     with pytest.raises(SystemExit) as exc:
         run_main(main, args, prog="python -m simulate.nn_covering")

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from deep.tradeoff_table import COLUMNS, PROG, main
-from theory.cli import UsageError, run_main
+from deep.experiments.tradeoff_table import COLUMNS, PROG, main
+from plumbing.cli import UsageError, run_main
 
 SMALL = ["--tiny", "--train-size", "64", "--test-size", "64", "--eval-size", "32",
          "--lip-size", "16", "--attack-steps", "2", "--batch-size", "32"]

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from .constants import THM2_SAMPLE_FACTOR, THM2_TARGET_ROBUST_ACC
-from .validation import check_array, check_float, check_int
+from plumbing.validation import check_array, check_float, check_int
 
 Sampler = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .nn_certificate import certify_1nn, one_nn_from_class_distances
 from .separation import nearest_with_label
-from .validation import check_array, check_choice, check_float
+from plumbing.validation import check_array, check_choice, check_float
 
 
 def class_distances(x, class_points, labels, norm: str = "inf") -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from theory.constants import THM1_EXTRA_DIMS
-from theory.validation import check_float, check_int
+from plumbing.validation import check_float, check_int
 
 MAX_D = 64                      # d - 1 <= 63 robust features fit in one uint64 pattern
 _M64 = (1 << 64) - 1

@@ -43,7 +43,7 @@ from numba.extending import intrinsic
 
 from theory.hypercube import (HypercubeFamily, HypercubeSample, _u64, features_to_patterns,
                               phi_of)
-from theory.validation import check_choice, check_int
+from plumbing.validation import check_choice, check_int
 
 # ---- packed-bit kernels ---------------------------------------------------------------------
 

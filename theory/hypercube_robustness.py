@@ -39,7 +39,7 @@ import numpy as np
 
 from theory.hypercube import HypercubeSample
 from theory.hypercube_learners import HypercubeLearner
-from theory.validation import check_float
+from plumbing.validation import check_float
 
 
 def check_eps(eps) -> float:

@@ -26,7 +26,7 @@ from theory.hypercube_learners import (HammingIndex, LearnerContext, Memoriser, 
                                        learner_role, make_learner, train_table)
 from theory.hypercube_learners import _lookup as lookup_patterns
 from theory.hypercube_robustness import check_eps, evaluate
-from theory.validation import check_choice, check_float, check_int
+from plumbing.validation import check_choice, check_float, check_int
 
 MAX_SIM_N = 2 ** 31 - 1
 DEFAULT_LEARNERS = ("oracle", "linear", "memoriser", "1nn", "knn", "bayes")
@@ -193,7 +193,7 @@ def run_trials(cfg: Thm1Config, *, progress_desc: str | None = None) -> dict:
     """Run ``cfg.trials`` trials and summarise them (JSON-ready dict, no provenance)."""
     trials = range(cfg.trials)
     if progress_desc is not None:   # the bar costs an import; the short single run goes without
-        from theory.progress import progress
+        from plumbing.progress import progress
 
         trials = progress(trials, total=cfg.trials, desc=progress_desc)
     rows = [_trial_counts(cfg, t) for t in trials]
@@ -294,7 +294,7 @@ def run_sweep(cfg: SweepConfig, checkpoint=None) -> dict:
     from dataclasses import asdict, replace
     from pathlib import Path
 
-    from theory.io import atomic_write_json, read_json
+    from plumbing.io import atomic_write_json, read_json
 
     key = {"base": {k: (list(v) if isinstance(v, tuple) else v)
                     for k, v in asdict(cfg.base).items() if k != "n"}, "ns": list(cfg.ns)}

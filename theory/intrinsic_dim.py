@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .knn import pairwise_distances
-from .validation import check_array, check_choice, check_int
+from plumbing.validation import check_array, check_choice, check_int
 
 
 def knn_distances(x: np.ndarray, k: int, *, norm: str = "2", block: int = 512) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import check_array, check_choice, check_int
+from plumbing.validation import check_array, check_choice, check_int
 
 NORMS = ("2", "inf", "angular")
 

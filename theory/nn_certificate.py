@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import check_float
+from plumbing.validation import check_float
 
 
 def certified_radius_1nn(dist_same: np.ndarray, dist_other: np.ndarray) -> np.ndarray:
@@ -92,7 +92,7 @@ def class_nearest_distances(queries: np.ndarray, references: np.ndarray, ref_lab
     so memory stays bounded for many references. Same values as ``nearest_by_label`` applied to
     the dense distance matrix."""
     from .knn import nearest_neighbor
-    from .validation import check_array
+    from plumbing.validation import check_array
 
     q = check_array("queries", queries, min_len=1)
     r = check_array("references", references, min_len=1)

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .validation import check_array, check_float, check_int
+from plumbing.validation import check_array, check_float, check_int
 
 # a point is kept only when its distance to other-label cells exceeds delta by this much, so
 # floating-point rounding in the distance can never shrink the proven separation below 2*delta

@@ -54,7 +54,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from .validation import check_array, check_choice, check_int
+from plumbing.validation import check_array, check_choice, check_int
 
 NORMS = ("inf", "2")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .constants import SPIRAL_NOISE_MAX, SPIRAL_T_MAX
-from .validation import check_float, check_int
+from plumbing.validation import check_float, check_int
 
 
 @dataclass(frozen=True)

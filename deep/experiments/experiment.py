@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from theory.cli import UsageError, int_sci
-from theory.io import atomic_write_json, provenance, read_json
-from theory.validation import check_choice, check_int
+from plumbing.cli import UsageError, int_sci
+from plumbing.io import atomic_write_json, provenance, read_json
+from plumbing.validation import check_choice, check_int
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "svhn")
 

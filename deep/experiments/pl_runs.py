@@ -44,12 +44,12 @@ import torch
 
 from deep import augment as aug
 from deep.data import balanced_subset, load_tensors
-from deep.experiment import existing_result, seed_everything, write_result
+from deep.experiments.experiment import existing_result, seed_everything, write_result
 from deep.models import MODEL_NAMES
 from deep.pca_projection import fit_pca, project, subset_for_dim
 from deep.trainer import TrainConfig, fit
 from theory.constants import EPS_L2_DEFAULT, EPS_L2_RADII
-from theory.validation import check_choice, check_float, check_int
+from plumbing.validation import check_choice, check_float, check_int
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "svhn")
 LOSSES = ("offset_ce", "temperature_ce", "self_normalizing_ce")
@@ -255,7 +255,7 @@ def evaluate_split(model, x, y, eps: tuple[float, ...], lipschitz: bool, batch_s
     """Accuracy and CRA (Eq. 3, ``deep.certify.cra_curve``) at each radius on (x, y); CRA is None
     for non-Lipschitz models, whose margins certify nothing."""
     from deep import certify
-    from deep.experiment import predict_logits
+    from deep.experiments.experiment import predict_logits
 
     if not lipschitz:
         acc = float((predict_logits(model, x, batch_size).argmax(1) == y).float().mean())
@@ -422,7 +422,7 @@ def parse_size(text: str) -> int:
 
 def add_run_args(ap, *, default_lr: float | None = None) -> None:
     """Flags every P&L experiment shares (besides deep.experiment.add_common_args)."""
-    from theory.cli import float_range, int_sci
+    from plumbing.cli import float_range, int_sci
 
     ap.add_argument("--lr", type=float_range(0, None, low_open=True, name="--lr"), default=default_lr,
                     help="peak learning rate of OneCycleLR (default: "
@@ -451,7 +451,7 @@ def add_run_args(ap, *, default_lr: float | None = None) -> None:
 
 def check_models(models) -> None:
     """One clear error for an unknown model name in ``--models``."""
-    from theory.cli import UsageError
+    from plumbing.cli import UsageError
 
     for m in models:
         if m not in MODEL_CHOICES:
@@ -463,8 +463,8 @@ def write_summary(args, common, device, started: float, *, experiment: str, pape
     """Write the experiment's summary JSON (all runs plus provenance) atomically; returns its path."""
     import time
 
-    from deep.experiment import device_description
-    from theory.io import atomic_write_json, provenance
+    from deep.experiments.experiment import device_description
+    from plumbing.io import atomic_write_json, provenance
 
     summary = {"experiment": experiment, "paper_ref": paper_ref, "dataset": common.dataset,
                "tiny": common.tiny, "note": args.note, **extra, "runs": rows,

@@ -1,0 +1,113 @@
+"""Training throughput of a model on random data: epochs per second (issue 5, "GPU" section).
+
+Times ``--batches`` SGD steps (forward, loss, backward, optimiser step; the training setup of
+P&L Sec. 4.1: batch 256, Nesterov SGD, OffsetCrossEntropy or temperature CE) on random images of
+the dataset's shape after ``--warmup`` untimed steps, and converts examples per second into
+epochs per second for an epoch of ``--epoch-size`` examples (CIFAR-10: 50000, MNIST: 60000).
+Random data is enough for timing; the number is comparable to the timings of the
+"1-Lipschitz Layers Compared" benchmark when taken on the same GPU. ``lipconvnet`` is the
+1-Lipschitz ConvNet of Sec. 4.1 with AOL convolutions; ``--conv cpl`` uses CPL instead.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import torch
+
+from deep import models
+from deep.experiments.experiment import device_description, resolve_device
+from deep.losses import OffsetCrossEntropy, TemperatureCrossEntropy
+from plumbing.cli import OneLineArgumentParser, int_sci, run_main
+from plumbing.io import atomic_write_json, provenance
+
+PROG = "python -m deep.throughput"
+SHAPES = {"cifar10": (3, 32, 50000), "mnist": (1, 28, 60000)}
+MODEL_ALIASES = {"lipconvnet": "lipschitz_convnet"}
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def measure(model_name: str, shape: str, device: torch.device, *, conv: str = "aol", batch_size: int = 256,
+            batches: int = 10, warmup: int = 2, width: int | None = None, seed: int = 0) -> dict:
+    """Seconds per training step and epochs/s of ``model_name`` on random data of ``shape``."""
+    name = MODEL_ALIASES.get(model_name, model_name)
+    if name not in models.MODEL_NAMES:
+        raise ValueError(f"model must be one of {', '.join(list(MODEL_ALIASES) + list(models.MODEL_NAMES))}; "
+                         f"got {model_name!r}")
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {', '.join(SHAPES)}; got {shape!r}")
+    c, size, epoch_size = SHAPES[shape]
+    fields = {"in_channels": c, "input_size": size, "num_classes": 10}
+    if name in ("lipschitz_convnet",):
+        fields["conv"] = conv
+    if width is not None:
+        fields["width" if name == "aol_mlp" else "base_width"] = width
+    torch.manual_seed(seed)
+    model = models.build_model(name, models.make_config(name, **fields)).to(device)
+    crit = TemperatureCrossEntropy() if name == "simple_convnet" else OffsetCrossEntropy()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch_size, c, size, size, generator=g).to(device)
+    y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
+    model.train()
+
+    def step():
+        loss = crit(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        step()
+    _sync(device)
+    sec = (time.perf_counter() - t0) / batches
+    ex_per_s = batch_size / sec
+    return {"model": name, "conv": conv if name == "lipschitz_convnet" else None, "shape": shape,
+            "batch_size": batch_size, "batches_timed": batches, "seconds_per_step": sec,
+            "examples_per_second": ex_per_s, "epoch_size": epoch_size,
+            "epochs_per_second": ex_per_s / epoch_size, "seconds_per_epoch": epoch_size / ex_per_s,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "torch_threads": torch.get_num_threads()}
+
+
+def main(argv=None) -> int:
+    ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="lipconvnet",
+                    choices=list(MODEL_ALIASES) + list(models.MODEL_NAMES))
+    ap.add_argument("--conv", default="aol", choices=["aol", "cpl"], help="convolution of lipconvnet (default aol)")
+    ap.add_argument("--shape", default="cifar10", choices=list(SHAPES))
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--batch-size", type=int_sci(1, "--batch-size"), default=256)
+    ap.add_argument("--batches", type=int_sci(1, "--batches"), default=10, help="timed steps (default 10)")
+    ap.add_argument("--warmup", type=int_sci(0, "--warmup"), default=2, help="untimed steps first (default 2)")
+    ap.add_argument("--width", type=int_sci(2, "--width"), default=None, help="base width (default the paper's)")
+    ap.add_argument("--threads", type=int_sci(1, "--threads"), default=None, help="torch CPU threads")
+    ap.add_argument("--out", default=None, help="also write the result as JSON here")
+    args = ap.parse_args(argv)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    res = measure(args.model, args.shape, device, conv=args.conv, batch_size=args.batch_size,
+                  batches=args.batches, warmup=args.warmup, width=args.width)
+    res["device"] = device_description(device)
+    print(f"{res['model']}{'/' + res['conv'] if res['conv'] else ''} {args.shape} on {res['device']}: "
+          f"{res['seconds_per_step'] * 1e3:.1f} ms/step (batch {args.batch_size}), "
+          f"{res['examples_per_second']:.0f} examples/s, {res['epochs_per_second']:.5f} epochs/s "
+          f"({res['seconds_per_epoch']:.1f} s/epoch of {res['epoch_size']})")
+    if args.out:
+        res["provenance"] = provenance(wall_seconds=time.perf_counter() - started, device=res["device"])
+        atomic_write_json(args.out, res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog=PROG))
