@@ -11,7 +11,13 @@ Comparators (``compare``):
   "ge"     measured ≥ claimed − tolerance        "lt"  measured < claimed
   "gt"     measured > claimed                    "true" measured is True (a property holds)
 Verdicts: PASS, FAIL, NEEDS-DATA (a dataset or committed result is missing), NEEDS-GPU
-(a "gpu" claim without its committed result), ERROR (the measurement raised).
+(a "gpu" claim without its committed result), ERROR (the measurement raised). A measurement made
+on approximate data (``Measured(..., approximate=True)``, e.g. the JPEG re-encoding of CIFAR-10)
+never gets a plain PASS/FAIL against a published number: APPROX-AGREES / APPROX-DIFFERS.
+
+Kinds (``kind``): "reproduction", a measured number that could disagree with the paper;
+"identity", a check of the project's own algebra (an identity, a constant, a tautology), reported
+apart and never counted as a reproduction.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ PAPERS = {
 }
 COMPARATORS = ("approx", "le", "ge", "lt", "gt", "true")
 COSTS = ("fast", "slow", "gpu")
+KINDS = ("reproduction", "identity")
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
 
@@ -41,6 +48,7 @@ class Measured:
     """A measurement with optional detail text (e.g. the interval or the source file)."""
     value: object
     detail: str = ""
+    approximate: bool = False   # measured on approximate data (e.g. CIFAR-10, JPEG-approximate)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class Claim:
     tolerance: float = 0.0
     cost: str = "fast"
     units: str = ""
+    kind: str = "reproduction"
 
     def __post_init__(self):
         if self.paper not in PAPERS:
@@ -63,6 +72,8 @@ class Claim:
             raise ValueError(f"compare must be one of {', '.join(COMPARATORS)}; got {self.compare!r}")
         if self.cost not in COSTS:
             raise ValueError(f"cost must be one of {', '.join(COSTS)}; got {self.cost!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         if self.tolerance < 0:
             raise ValueError(f"tolerance must be >= 0; got {self.tolerance}")
 
@@ -115,12 +126,15 @@ def run_claim(claim: Claim) -> dict:
     t0 = time.perf_counter()
     row = {"id": claim.id, "paper": claim.paper, "location": claim.location, "claim": claim.claim,
            "claimed": claim.claimed, "compare": claim.compare, "tolerance": claim.tolerance,
-           "cost": claim.cost}
+           "cost": claim.cost, "kind": claim.kind}
     try:
         m = claim.measure()
         if not isinstance(m, Measured):
             m = Measured(m)
-        row.update(measured=m.value, detail=m.detail, verdict=verdict(claim, m.value))
+        v = verdict(claim, m.value)
+        if m.approximate and v in ("PASS", "FAIL"):
+            v = "APPROX-AGREES" if v == "PASS" else "APPROX-DIFFERS"
+        row.update(measured=m.value, detail=m.detail, verdict=v, approximate=bool(m.approximate))
     except NeedsData as exc:
         row.update(measured=None, detail=str(exc),
                    verdict="NEEDS-GPU" if claim.cost == "gpu" else "NEEDS-DATA")
