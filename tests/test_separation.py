@@ -73,6 +73,85 @@ def test_float_and_uint8_test_train_equal_brute_force(d, nq, nr, seed, norm, as_
     check(q, rng.integers(0, 3, nq), r, rng.integers(0, 3, nr), norm)
 
 
+U8_KERNELS = ("sorted", "bitset")
+
+
+def correlated_images(rng, n, side, levels=256):
+    """Natural-image-like uint8 rows: a smooth random field (cumulative sums of noise, rescaled)
+    plus a little pixel noise, so neighbouring pixels are strongly correlated."""
+    f = np.cumsum(np.cumsum(rng.normal(size=(n, side, side)), axis=1), axis=2)
+    f -= f.min(axis=(1, 2), keepdims=True)
+    f /= np.maximum(f.max(axis=(1, 2), keepdims=True), 1e-9)
+    x = np.clip(np.rint(f * (levels - 1) + rng.normal(0, 3, f.shape)), 0, 255)
+    return x.astype(np.uint8).reshape(n, -1)
+
+
+@pytest.mark.parametrize("kernel", U8_KERNELS)
+@settings(max_examples=15)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 6), st.integers(1, 4), st.booleans())
+def test_uint8_kernels_equal_brute_force_on_correlated_images(kernel, seed, side, n_lab, plant):
+    """Both uint8 l-inf kernels (bitset and sorted key-pixel / group-mean) give the brute-force
+    distance bit for bit on smooth, natural-image-like data, with planted duplicates of another
+    label (distance 0) and near-duplicates (ties at small distances)."""
+    import theory.separation as sep
+    rng = np.random.default_rng(seed)
+    r = correlated_images(rng, 60, side)
+    rl = rng.integers(0, n_lab, len(r))
+    q = correlated_images(rng, 25, side)
+    ql = rng.integers(0, n_lab, len(q))
+    if plant:
+        q[:5] = r[:5]                                     # exact duplicates ...
+        ql[:5] = (rl[:5] + 1) % max(n_lab, 2)              # ... with another label
+        q[5:10] = np.clip(r[10:15].astype(int) + rng.integers(-2, 3, q[5:10].shape), 0, 255)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sep, "_U8_KERNEL", kernel)
+        check(q, ql, r, rl, "inf")
+        check(r, rl, r, rl, "inf")
+
+
+@pytest.mark.parametrize("kernel", U8_KERNELS)
+def test_uint8_kernels_on_ties_duplicates_and_single_class(monkeypatch, kernel):
+    import theory.separation as sep
+    monkeypatch.setattr(sep, "_U8_KERNEL", kernel)
+    rng = np.random.default_rng(3)
+    base = correlated_images(rng, 40, 5)
+    x = np.concatenate([base, base[:10]])                   # duplicates ...
+    y = np.concatenate([rng.integers(0, 3, 40), rng.integers(0, 3, 10)])  # ... some conflicting
+    check(x, y, x, y, "inf")
+    # many exact ties: two-valued images
+    t = (rng.random((50, 12)) < 0.5).astype(np.uint8) * 200
+    check(t, rng.integers(0, 2, 50), t, rng.integers(0, 2, 50), "inf")
+    # one class among the references: (inf, -1) for queries of that class, exact otherwise
+    d, i = nearest_other_label(base[:5], [1] * 5, base, [1] * len(base))
+    assert np.all(np.isinf(d)) and np.all(i == -1)
+    check(base[:5], [0] * 5, base, [1] * len(base), "inf")
+
+
+@settings(max_examples=40)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 40), st.integers(1, 13))
+def test_group_floor_means_is_a_lower_bound(seed, d, g):
+    """|F(q)_k - F(r)_k| <= ||q - r||_inf for floor group means F (the pruning bound of the
+    sorted uint8 kernel); also F equals the floor of the NumPy group mean."""
+    from theory.separation import _group_floor_means
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (30, d)).astype(np.uint8)
+    a[1] = np.clip(a[0].astype(int) + rng.integers(-3, 4, d), 0, 255)  # near pairs
+    f = _group_floor_means(a, g).astype(np.int64)
+    ref = np.stack([np.floor(a[:, k:k + g].astype(np.float64).mean(1)) for k in range(0, d, g)], 1)
+    assert np.array_equal(f, ref)
+    linf = np.abs(a[:, None, :].astype(np.int64) - a[None, :, :]).max(2)
+    lb = np.abs(f[:, None, :] - f[None, :, :]).max(2)
+    assert np.all(lb <= linf)
+
+
+def test_kernel_choice_is_deterministic_and_data_driven():
+    from theory.separation import _u8_kernel_choice
+    rng = np.random.default_rng(0)
+    sat = (rng.random((500, 30)) < 0.5).astype(np.uint8) * 255
+    nat = correlated_images(rng, 500, 6, levels=200) // 2 + 20
+    assert _u8_kernel_choice(sat) == "bitset" and _u8_kernel_choice(nat) == "sorted"
+
+
 def test_overflow_corner_0_vs_255():
     x = np.array([[0], [255], [255], [0]], dtype=np.uint8)
     y = np.array([0, 1, 0, 1])

@@ -523,6 +523,134 @@ def _linf_u8_kernel(Q, qcode, R, M, pop, hi_idx, lo_idx, code_start, code_end, K
 
 
 
+# ---- uint8 l-inf kernel: key-pixel lower bounds, group-mean lower bounds, sorted visit ----
+
+_KEY_U8 = 32      # key pixels per query in the vectorised lower-bound pass (uint8 kernel)
+_GROUP = 12       # coordinates per group in the group-mean lower bound
+_U8_KERNEL = "auto"  # uint8 l-inf kernel: "auto", "sorted" or "bitset"
+_SATURATED = 0.5     # "auto": bitset kernel when at least this fraction of pixels is 0 or 255
+_QBLOCK_SV = 16   # queries per parallel block
+
+
+@njit(parallel=True, cache=True)
+def _group_floor_means(A, g):
+    """F[i, k] = floor(mean of A[i, k*g : (k+1)*g]) (the last group may be shorter), uint8.
+
+    Lower bound: for integer-valued l-inf distances, ||q - r||_inf >= |F(q)_k - F(r)_k| for every
+    k. The mean of q - r over a group is at most ||q - r||_inf in absolute value; flooring puts
+    each mean in [F, F + 1), so ||q - r||_inf > |F(q)_k - F(r)_k| - 1, and both sides are
+    integers."""
+    n, d = A.shape
+    ng = (d + g - 1) // g
+    out = np.empty((n, ng), np.uint8)
+    for i in prange(n):
+        for k in range(ng):
+            a = k * g
+            b = min(d, a + g)
+            s = 0
+            for p in range(a, b):
+                s += np.int64(A[i, p])
+            out[i, k] = np.uint8(s // (b - a))
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _linf_u8_sorted_kernel(Q, QG, qcode, R, RG, RT, code_start, code_end, table, n_keys, qblock):
+    """Exact nearest reference with a different label code (l-inf, uint8; R sorted by label
+    code, code c in [code_start[c], code_end[c])). Returns (dist, index into R).
+
+    Per query: (1) the query's ``n_keys`` key pixels (highest ``table[q_p, p]``, the estimated
+    probability that |q_p - r_p| is large) give, in one vectorised pass over a coordinate-major
+    copy RT, lb_j = max over keys |q_p - r_jp| <= ||q - r_j||_inf for every candidate; (2) the
+    candidates are visited in increasing lb_j (counting sort on the uint8 levels, in windows);
+    (3) a candidate with lb_j < best is first tested with the group-mean bound
+    (:func:`_group_floor_means`, early exit per block), and only then gets the exact blocked
+    early-exit distance; (4) the visit stops at the first level >= best. Every skip is justified
+    by a lower bound >= best, so the minimum is exact."""
+    nq, d = Q.shape
+    nr = R.shape[0]
+    out_d = np.empty(nq, np.float64)
+    out_i = np.empty(nq, np.int64)
+    nblocks = (nq + qblock - 1) // qblock
+    for b in prange(nblocks):
+        q0 = b * qblock
+        q1 = min(nq, q0 + qblock)
+        order = np.empty(d, np.int64)
+        score = np.empty(d, np.uint8)
+        keys = np.empty(n_keys, np.int64)
+        pm = np.zeros(nr, np.uint8)
+        cnt = np.zeros(257, np.int64)
+        bucket = np.empty(nr, np.int64)
+        for qi in range(q0, q1):
+            q = Q[qi]
+            qg = QG[qi]
+            for p in range(d):
+                score[p] = table[q[p], p]
+            _counting_order(score, order)
+            for s in range(n_keys):
+                keys[s] = order[s]
+            c = qcode[qi]
+            lo_a, hi_a = nr, nr
+            if c >= 0:
+                lo_a, hi_a = code_start[c], code_end[c]
+            n1 = lo_a
+            n2 = nr - hi_a
+            ncand = n1 + n2
+            best = np.inf
+            besti = -1
+            if ncand == 0:
+                out_d[qi] = best
+                out_i[qi] = besti
+                continue
+            for c0 in range(0, n1, 2048):
+                nc = min(2048, n1 - c0)
+                _scan_pass(q, keys, RT, c0, nc, pm[c0:c0 + nc])
+            for c0 in range(0, n2, 2048):
+                nc = min(2048, n2 - c0)
+                _scan_pass(q, keys, RT, hi_a + c0, nc, pm[n1 + c0:n1 + c0 + nc])
+            for v in range(257):
+                cnt[v] = 0
+            for j in range(ncand):
+                cnt[np.int64(pm[j])] += 1
+            # windows of levels [w0, w1] (about 2048 candidates each) in increasing order; a
+            # level >= best (integer) cannot hold a strictly nearer candidate: stop there
+            lev_stop = 256
+            w0 = 0
+            while w0 < lev_stop:
+                tot = cnt[w0]
+                w1 = w0
+                while w1 < 255 and tot < 2048:
+                    w1 += 1
+                    tot += cnt[w1]
+                if w1 > lev_stop - 1:
+                    w1 = lev_stop - 1
+                ng = 0
+                for j in range(ncand):
+                    lv = np.int64(pm[j])
+                    if lv >= w0 and lv <= w1:
+                        bucket[ng] = j
+                        ng += 1
+                # within a window, candidates in index order (memory locality)
+                for u in range(ng):
+                    j = bucket[u]
+                    lb = np.float64(pm[j])
+                    if lb >= best:
+                        continue
+                    jj = j if j < n1 else j - n1 + hi_a
+                    mg = _blocked_dist(qg, RG[jj], lb, best)
+                    if mg >= best:
+                        continue
+                    mm = _blocked_dist(q, R[jj], mg, best)
+                    if mm < best:
+                        best = mm
+                        besti = jj
+                        lev_stop = np.int64(best)
+                w0 = w1 + 1
+            out_d[qi] = best
+            out_i[qi] = besti
+    return out_d, out_i
+
+
 # ----------------------------------------------------------------------------------------------
 # input handling
 # ----------------------------------------------------------------------------------------------
@@ -558,6 +686,23 @@ def _codes(ql, rl):
     pos_c = np.clip(pos, 0, len(uniq) - 1)
     qcode = np.where(uniq[pos_c] == ql, pos_c, -1).astype(np.int64)
     return qcode, rcode.astype(np.int64), len(uniq)
+
+
+def _kill_table(R, tau, rng_seed=0, sample=4096):
+    """(256, d) uint8 table: table[v, p] = 255 * estimated P_r(|v - r_p| >= tau) (uint8 R),
+    from a seeded subsample of the references."""
+    rng = np.random.default_rng(rng_seed)
+    sub = R if len(R) <= sample else R[np.sort(rng.choice(len(R), sample, replace=False))]
+    d = R.shape[1]
+    hist = np.stack([np.bincount(sub[:, p], minlength=256) for p in range(d)], axis=1)
+    cdf = np.cumsum(hist, axis=0) / len(sub)              # cdf[v] = P(r <= v), v = 0..255
+    t = int(math.ceil(tau))
+    v = np.arange(256)
+    low_idx = v - t
+    p_low = np.where((low_idx >= 0)[:, None], cdf[np.clip(low_idx, 0, 255)], 0.0)
+    hi_idx = v + t
+    p_high = np.where((hi_idx <= 255)[:, None], 1.0 - cdf[np.clip(hi_idx - 1, 0, 255)], 0.0)
+    return np.ascontiguousarray(np.clip(np.rint(255.0 * (p_low + p_high)), 0, 255).astype(np.uint8))
 
 
 def _kill_scores(Q, R, tau, rng_seed=0, sample=4096):
@@ -621,6 +766,18 @@ def _transpose(a):
     return out
 
 
+def _u8_kernel_choice(R, sample=4096):
+    """Which uint8 kernel is faster (speed only: both are exact and return the same distances).
+    The threshold bitsets reject well when many pixels are saturated (0 or 255, as on MNIST);
+    on natural images the sorted key-pixel kernel is faster. Deterministic (fixed subsample)."""
+    if _U8_KERNEL != "auto":
+        return _U8_KERNEL
+    step = max(1, len(R) // sample)
+    sub = R[::step]
+    frac = float(np.count_nonzero((sub == 0) | (sub == 255))) / sub.size
+    return "bitset" if frac >= _SATURATED else "sorted"
+
+
 def _linf(Q, qcode, R, rcode, n_codes):
     perm = np.argsort(rcode, kind="stable")
     Rs = np.ascontiguousarray(R[perm])
@@ -630,7 +787,14 @@ def _linf(Q, qcode, R, rcode, n_codes):
     d = Q.shape[1]
     RT = _transpose(Rs)                # coordinate-major copy (vectorised pass / bitset build)
     nw = (len(Rs) + 63) // 64
-    if Rs.dtype == np.uint8 and len(_TH) * d * nw * 8 <= _MASK_BYTES:
+    if Rs.dtype == np.uint8 and _u8_kernel_choice(Rs) == "sorted":
+        tau = _pilot_tau(Q, qcode, R, rcode)
+        table = _kill_table(R, tau)
+        QG = _group_floor_means(Q, _GROUP)
+        RG = _group_floor_means(Rs, _GROUP)
+        dist, idx_s = _linf_u8_sorted_kernel(Q, QG, qcode, Rs, RG, RT, code_start, code_end, table,
+                                             min(_KEY_U8, d), _QBLOCK_SV)
+    elif Rs.dtype == np.uint8 and len(_TH) * d * nw * 8 <= _MASK_BYTES:
         M, pop = _build_masks(RT, _TH)
         del RT
         hi_idx = np.searchsorted(_TH, np.arange(256), side="left").astype(np.int64)
