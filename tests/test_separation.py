@@ -127,6 +127,44 @@ def test_uint8_kernels_on_ties_duplicates_and_single_class(monkeypatch, kernel):
     check(base[:5], [0] * 5, base, [1] * len(base), "inf")
 
 
+@pytest.mark.parametrize("projection", [True, False])
+@settings(max_examples=15)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 7), st.integers(1, 4), st.booleans())
+def test_uint8_l2_equals_brute_force_on_correlated_images(projection, seed, side, n_lab, plant):
+    """uint8 l2: the projection-bound kernel and the GEMM path both return the direct-summation
+    distance exactly (integer squared distances), on smooth data with planted conflicting
+    duplicates and near-duplicates; d = side^2 up to 49 > the 32 projection directions."""
+    import theory.separation as sep
+    rng = np.random.default_rng(seed)
+    r = correlated_images(rng, 70, side)
+    rl = rng.integers(0, n_lab, len(r))
+    q = correlated_images(rng, 25, side)
+    ql = rng.integers(0, n_lab, len(q))
+    if plant:
+        q[:5] = r[:5]
+        ql[:5] = (rl[:5] + 1) % max(n_lab, 2)
+        q[5:10] = np.clip(r[10:15].astype(int) + rng.integers(-2, 3, q[5:10].shape), 0, 255)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sep, "_L2_U8_KERNEL", projection)
+        check(q, ql, r, rl, "2")
+        check(r, rl, r, rl, "2")
+
+
+def test_uint8_l2_exact_sum_blocks_and_large_d():
+    """Squared distances of 0-vs-255 rows over 3072 coordinates (the largest block sums) are
+    exact, and a near tie (one unit apart in squared distance) is resolved correctly."""
+    q = np.zeros((1, 3072), np.uint8)
+    r = np.full((3, 3072), 255, np.uint8)
+    r[1, :] = 254
+    r[2, :] = 254
+    r[2, 0] = 253                                    # r[2] nearer than r[1] by 254^2 - 253^2
+    d, i = nearest_other_label(q, [0], r, [1, 1, 1], "2")
+    assert d[0] == np.sqrt(3072 * 254 ** 2 - 254 ** 2 + 253 ** 2) and i[0] == 2
+    r[2, 0] = 255                                    # now r[2] is 509 above r[1] in squared distance
+    d, i = nearest_other_label(q, [0], r, [1, 1, 1], "2")
+    assert d[0] == np.sqrt(3072 * 254 ** 2) and i[0] == 1
+
+
 @settings(max_examples=40)
 @given(st.integers(0, 2**31 - 1), st.integers(1, 40), st.integers(1, 13))
 def test_group_floor_means_is_a_lower_bound(seed, d, g):

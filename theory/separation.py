@@ -651,6 +651,128 @@ def _linf_u8_sorted_kernel(Q, QG, qcode, R, RG, RT, code_start, code_end, table,
     return out_d, out_i
 
 
+# ---- uint8 l2 kernel: projection lower bounds, exact integer distances ----
+
+_L2_DIMS = 32       # principal directions in the l2 lower bound
+_L2_SAMPLE = 4096   # references used to fit them (seeded subsample)
+_L2_QBLOCK = 16     # queries per parallel block
+_L2_TOL = 64.0      # safety factor on the float64 rounding bound of the lower bound
+_L2_U8_KERNEL = True  # False: the blocked float64 GEMM for uint8 too (reference / timing)
+
+
+@njit(cache=True, fastmath={"reassoc", "nsz", "arcp", "contract"})
+def _exact_sq_u8(q, r, best2):
+    """||q - r||_2^2 exactly (int64) for uint8 rows, in blocks of 256 coordinates, returning
+    early (with a value >= best2) once the partial sum reaches best2. Within a block every term
+    and every partial sum, in any order, is an integer below 256 * 255^2 < 2^24, so float32
+    arithmetic is exact and reassociation (vectorisation) cannot change the result."""
+    d = q.shape[0]
+    s = np.int64(0)
+    for a in range(0, d, 256):
+        b = min(d, a + 256)
+        qs = q[a:b]
+        rs = r[a:b]
+        acc = np.float32(0.0)
+        for p in range(b - a):
+            t = np.float32(qs[p]) - np.float32(rs[p])
+            acc += t * t
+        s += np.int64(acc)
+        if s >= best2:
+            return s
+    return s
+
+
+@njit(cache=True)
+def _l2_bound_init(rq, nq, rho, nrm, tol_c, out):
+    """out = (rq - rho)^2 - tol_c (nq + nrm)^2 (vectorised)."""
+    for j in range(out.shape[0]):
+        t = rq - rho[j]
+        m = nq + nrm[j]
+        out[j] = t * t - tol_c * m * m
+
+
+@njit(cache=True)
+def _l2_bound_add(zq, row, out):
+    """out += (zq - row)^2 (vectorised)."""
+    for j in range(out.shape[0]):
+        u = zq - row[j]
+        out[j] += u * u
+
+
+@njit(parallel=True, cache=True)
+def _l2_u8_kernel(Q, ZQ, rhoQ, nQ, qcode, R, ZRT, rhoR, nR, code_start, code_end, tol_c, qblock):
+    """Exact nearest reference with a different label code (l2, uint8; R sorted by label code).
+    Returns (squared distance as int64, index into R); -1 / index -1 when there is none.
+
+    Lower bound (P: k orthonormal directions, mu: a centre, z = P(x - mu), rho = the norm of the
+    residual of x - mu off span(P)): ||q - r||^2 = ||P(q - r)||^2 + ||residual(q) - residual(r)||^2
+    >= ||z_q - z_r||^2 + (rho_q - rho_r)^2. It is computed in float64 and lowered by
+    tol_c * (||q - mu|| + ||r - mu||)^2, a safe margin over its rounding error, so a candidate is
+    skipped only when its exact squared distance is >= the exact running best. Candidates are
+    visited in increasing bound; exact distances are integer sums (no rounding)."""
+    nq, d = Q.shape
+    nr = R.shape[0]
+    k = ZRT.shape[0]
+    out_d = np.empty(nq, np.int64)
+    out_i = np.empty(nq, np.int64)
+    nblocks = (nq + qblock - 1) // qblock
+    for b in prange(nblocks):
+        lb = np.empty(nr, np.float64)
+        cand = np.empty(nr, np.int64)
+        for qi in range(b * qblock, min(nq, b * qblock + qblock)):
+            q = Q[qi]
+            c = qcode[qi]
+            lo_a, hi_a = nr, nr
+            if c >= 0:
+                lo_a, hi_a = code_start[c], code_end[c]
+            n1 = lo_a
+            ncand = n1 + (nr - hi_a)
+            if ncand == 0:
+                out_d[qi] = -1
+                out_i[qi] = -1
+                continue
+            rq = rhoQ[qi]
+            nq_ = nQ[qi]
+            # lower bounds for the packed candidates [0, lo_a) + [hi_a, nr)
+            n2 = nr - hi_a
+            _l2_bound_init(rq, nq_, rhoR[:n1], nR[:n1], tol_c, lb[:n1])
+            _l2_bound_init(rq, nq_, rhoR[hi_a:], nR[hi_a:], tol_c, lb[n1:ncand])
+            for t_ in range(k):
+                zq = ZQ[qi, t_]
+                _l2_bound_add(zq, ZRT[t_, :n1], lb[:n1])
+                _l2_bound_add(zq, ZRT[t_, hi_a:], lb[n1:ncand])
+            # initial upper bound: the candidate with the smallest bound
+            jmin = 0
+            for j in range(1, ncand):
+                if lb[j] < lb[jmin]:
+                    jmin = j
+            jj = jmin if jmin < n1 else jmin - n1 + hi_a
+            best2 = _exact_sq_u8(q, R[jj], np.int64(1) << 62)
+            besti = jj
+            # candidates whose bound is below the best, visited in increasing bound
+            nc = 0
+            fb = np.float64(best2)
+            for j in range(ncand):
+                cand[nc] = j
+                nc += lb[j] < fb
+            sub = lb[cand[:nc]]
+            order = np.argsort(sub)
+            for u in range(nc):
+                j = cand[order[u]]
+                if lb[j] >= np.float64(best2):
+                    break
+                jj = j if j < n1 else j - n1 + hi_a
+                if jj == besti:
+                    continue
+                s = _exact_sq_u8(q, R[jj], best2)
+                if s < best2:
+                    best2 = s
+                    besti = jj
+            out_d[qi] = best2
+            out_i[qi] = besti
+    return out_d, out_i
+
+
 # ----------------------------------------------------------------------------------------------
 # input handling
 # ----------------------------------------------------------------------------------------------
@@ -811,6 +933,48 @@ def _linf(Q, qcode, R, rcode, n_codes):
     return dist, idx
 
 
+def _l2_u8(Q, qcode, R, rcode, n_codes):
+    """uint8 l2 via :func:`_l2_u8_kernel` (projection lower bounds + exact integer distances)."""
+    perm = np.argsort(rcode, kind="stable")
+    Rs = np.ascontiguousarray(R[perm])
+    cs = rcode[perm]
+    code_start = np.searchsorted(cs, np.arange(n_codes), side="left").astype(np.int64)
+    code_end = np.searchsorted(cs, np.arange(n_codes), side="right").astype(np.int64)
+    d = R.shape[1]
+    k = min(_L2_DIMS, d)
+    rng = np.random.default_rng(0)
+    sub = R if len(R) <= _L2_SAMPLE else R[np.sort(rng.choice(len(R), _L2_SAMPLE, replace=False))]
+    mu = sub.mean(axis=0)
+    xs = sub - mu
+    w, v = np.linalg.eigh(xs.T @ xs)                     # principal directions of the sample
+    P = np.ascontiguousarray(v[:, ::-1][:, :k].T)
+    eta = float(np.abs(P @ P.T - np.eye(k)).max()) * k   # departure from orthonormality
+
+    def feats(A):
+        z = np.empty((len(A), k))
+        rho = np.empty(len(A))
+        nrm = np.empty(len(A))
+        for s in range(0, len(A), 4096):
+            x = A[s:s + 4096].astype(np.float64)
+            x -= mu
+            zz = x @ P.T
+            z[s:s + 4096] = zz
+            nrm[s:s + 4096] = np.sqrt(np.einsum("ij,ij->i", x, x))
+            x -= zz @ P                                   # residual off span(P)
+            rho[s:s + 4096] = np.sqrt(np.einsum("ij,ij->i", x, x))
+        return z, rho, nrm
+
+    ZR, rhoR, nR = feats(Rs)
+    ZQ, rhoQ, nQ = feats(Q)
+    u = np.finfo(np.float64).eps
+    tol_c = _L2_TOL * (eta + (d + k + 4) * u)
+    d2, idx_s = _l2_u8_kernel(Q, ZQ, rhoQ, nQ, qcode, Rs, np.ascontiguousarray(ZR.T), rhoR, nR,
+                              code_start, code_end, tol_c, _L2_QBLOCK)
+    dist = np.where(idx_s >= 0, np.sqrt(np.maximum(d2, 0).astype(np.float64)), np.inf)
+    idx = np.where(idx_s >= 0, perm[np.maximum(idx_s, 0)], -1)
+    return dist, idx
+
+
 def _l2(Q, qcode, R, rcode, block=256):
     exact_int = Q.dtype == np.uint8 and R.dtype == np.uint8
     Rf = R.astype(np.float64)
@@ -865,6 +1029,8 @@ def nearest_other_label(queries, q_labels, references, r_labels, norm: str = "in
     qcode, rcode, n_codes = _codes(ql, rl)
     if norm == "inf":
         return _linf(Q, qcode, R, rcode, n_codes)
+    if Q.dtype == np.uint8 and _L2_U8_KERNEL:
+        return _l2_u8(Q, qcode, R, rcode, n_codes)
     return _l2(Q, qcode, R, rcode)
 
 
