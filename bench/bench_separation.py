@@ -1,16 +1,19 @@
-"""Benchmark: exact nearest-different-label l-inf search (theory.separation) against
-scikit-learn NearestNeighbors(metric="chebyshev", algorithm="brute") and faiss-cpu
-IndexFlat(d, METRIC_Linf), on the same queries, with identical-distance checks.
+"""Benchmark: exact nearest-different-label search (theory.separation) against scikit-learn
+NearestNeighbors(algorithm="brute") and faiss-cpu IndexFlat, on the same queries.
 
-    python -m bench.bench_separation --data-root DIR [--n-train 60000] [--n-query 10000]
-        [--sk-queries 200] [--faiss-queries 1000]
+    python -m bench.bench_separation --data-root DIR [--cifar-npz FILE] [--rows mnist-inf,mnist-l2,cifar-inf]
+        [--n-train N] [--n-query N] [--sk-queries 200] [--faiss-queries 1000]
 
-The baselines have no "different label" filter, so they search one index per label (the
-references of all other labels; 10 indexes for MNIST) and take the minimum: the same answer.
-scikit-learn and faiss are timed on a subset of the queries (--sk-queries, --faiss-queries) and
-their time is extrapolated linearly per query to the full query set (the brute-force cost is
-exactly linear in the number of queries); the printout says so. Optional extras: scikit-learn,
-faiss-cpu.
+Rows: ``mnist-inf`` (MNIST test vs train, l-inf), ``mnist-l2`` (the same in l2) and ``cifar-inf``
+(CIFAR-10 test vs train, l-inf; CIFAR-10 here is the JPEG-approximate copy, read from an .npz with
+x_train, y_train, x_test, y_test as uint8 rows, so it is skipped without --cifar-npz). The
+baselines have no "different label" filter, so they search one index per label (the references
+of all other labels; 10 indexes) and take the minimum: the same answer. scikit-learn and faiss
+are timed on a subset of the queries (--sk-queries, --faiss-queries) and their time is
+extrapolated linearly per query to the full query set (the brute-force cost is exactly linear in
+the number of queries); the printout says so. l-inf distances are compared for identity; l2
+distances of faiss (float32, squared) are compared by their largest relative difference.
+Optional extras: scikit-learn, faiss-cpu.
 """
 from __future__ import annotations
 
@@ -19,9 +22,11 @@ import time
 
 import numpy as np
 
-from plumbing.cli import OneLineArgumentParser, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, UsageError, int_sci, run_main
 from plumbing.datasets import load_dataset
 from theory.separation import nearest_other_label
+
+ROWS = ("mnist-inf", "mnist-l2", "cifar-inf")
 
 
 def _per_label(search, q, ql, r, rl):
@@ -35,59 +40,96 @@ def _per_label(search, q, ql, r, rl):
     return best
 
 
-def sklearn_search(q, r):
-    from sklearn.neighbors import NearestNeighbors
-    nn = NearestNeighbors(n_neighbors=1, metric="chebyshev", algorithm="brute").fit(r)
-    return nn.kneighbors(q, return_distance=True)[0][:, 0]
+def sklearn_search(norm):
+    def search(q, r):
+        from sklearn.neighbors import NearestNeighbors
+        metric = "chebyshev" if norm == "inf" else "euclidean"
+        nn = NearestNeighbors(n_neighbors=1, metric=metric, algorithm="brute").fit(r)
+        return nn.kneighbors(q, return_distance=True)[0][:, 0]
+    return search
 
 
-def faiss_search(q, r):
-    import faiss
-    index = faiss.IndexFlat(r.shape[1], faiss.METRIC_Linf)
-    index.add(np.ascontiguousarray(r, dtype=np.float32))
-    dist, _ = index.search(np.ascontiguousarray(q, dtype=np.float32), 1)
-    return dist[:, 0].astype(np.float64)
+def faiss_search(norm):
+    def search(q, r):
+        import faiss
+        if norm == "inf":
+            index = faiss.IndexFlat(r.shape[1], faiss.METRIC_Linf)
+        else:
+            index = faiss.IndexFlatL2(r.shape[1])
+        index.add(np.ascontiguousarray(r, dtype=np.float32))
+        dist, _ = index.search(np.ascontiguousarray(q, dtype=np.float32), 1)
+        dist = dist[:, 0].astype(np.float64)
+        return dist if norm == "inf" else np.sqrt(np.maximum(dist, 0.0))
+    return search
 
 
-def main(argv=None) -> int:
-    ap = OneLineArgumentParser(prog="python -m bench.bench_separation", description=__doc__)
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--n-train", type=int_sci(2, "--n-train"), default=60000)
-    ap.add_argument("--n-query", type=int_sci(1, "--n-query"), default=10000)
-    ap.add_argument("--sk-queries", type=int_sci(1, "--sk-queries"), default=200)
-    ap.add_argument("--faiss-queries", type=int_sci(1, "--faiss-queries"), default=1000)
-    args = ap.parse_args(argv)
-    x, y = load_dataset("mnist", "train", args.data_root)
-    xt, yt = load_dataset("mnist", "test", args.data_root)
+def _data(row, args):
+    if row.startswith("mnist"):
+        x, y = load_dataset("mnist", "train", args.data_root)
+        xt, yt = load_dataset("mnist", "test", args.data_root)
+        name = "MNIST"
+    else:
+        z = np.load(args.cifar_npz)
+        x, y, xt, yt = z["x_train"], z["y_train"], z["x_test"], z["y_test"]
+        name = "CIFAR-10, JPEG-approximate"
     r = x[: args.n_train].reshape(min(args.n_train, len(x)), -1)
-    rl = y[: args.n_train]
     q = xt[: args.n_query].reshape(min(args.n_query, len(xt)), -1)
-    ql = yt[: args.n_query]
-    nearest_other_label(q[:32], ql[:32], r[:512], rl[:512])  # load/compile the numba kernels
+    return name, q, yt[: len(q)], r, y[: len(r)]
+
+
+def bench_row(row, args) -> None:
+    name, q, ql, r, rl = _data(row, args)
+    norm = "inf" if row.endswith("inf") else "2"
+    nearest_other_label(q[:32], ql[:32], r[:512], rl[:512], norm)  # load/compile the numba kernels
     t = time.perf_counter()
-    ours, _ = nearest_other_label(q, ql, r, rl, "inf")
+    ours, _ = nearest_other_label(q, ql, r, rl, norm)
     t_ours = time.perf_counter() - t
-    print(f"queries {len(q)} (MNIST test) vs {len(r)} references (MNIST train), l-inf, "
+    print(f"[{row}] queries {len(q)} ({name} test) vs {len(r)} references ({name} train), l{norm}, "
           f"nearest reference with a different label; machine shared, timings noisy")
     print(f"ours (theory.separation, numba, uint8):    {t_ours:9.2f} s  ({t_ours / len(q) * 1e3:.3f} ms/query)")
     rf = r.astype(np.float32)
     qf = q.astype(np.float32)
-    for name, fn, n_sub in (("scikit-learn chebyshev brute", sklearn_search, args.sk_queries),
-                            ("faiss IndexFlat METRIC_Linf", faiss_search, args.faiss_queries)):
+    for label, fn, n_sub in (("scikit-learn brute", sklearn_search(norm), args.sk_queries),
+                             ("faiss IndexFlat", faiss_search(norm), args.faiss_queries)):
         try:
-            __import__("sklearn" if "scikit" in name else "faiss")
+            __import__("sklearn" if "scikit" in label else "faiss")
         except ImportError:
-            print(f"{name}: not installed (optional 'bench' extra); skipped")
+            print(f"{label}: not installed (optional 'bench' extra); skipped")
             continue
         n_sub = min(n_sub, len(q))
         t = time.perf_counter()
         theirs = _per_label(fn, qf[:n_sub], ql[:n_sub], rf, rl)
         el = time.perf_counter() - t
         full = el / n_sub * len(q)
-        same = np.array_equal(theirs, ours[:n_sub])
-        print(f"{name:42s} {el:9.2f} s on {n_sub} queries -> {full:9.1f} s extrapolated to "
-              f"{len(q)} ({el / n_sub * 1e3:.3f} ms/query); identical distances: {same}; "
-              f"ratio {full / t_ours:8.1f}x")
+        if norm == "inf":
+            agree = f"identical distances: {np.array_equal(theirs, ours[:n_sub])}"
+        else:
+            rel = np.max(np.abs(theirs - ours[:n_sub]) / np.maximum(ours[:n_sub], 1e-300))
+            agree = f"max relative difference {rel:.1e}"
+        print(f"{label:42s} {el:9.2f} s on {n_sub} queries -> {full:9.1f} s extrapolated to "
+              f"{len(q)} ({el / n_sub * 1e3:.3f} ms/query); {agree}; ratio {full / t_ours:8.1f}x")
+
+
+def main(argv=None) -> int:
+    ap = OneLineArgumentParser(prog="python -m bench.bench_separation", description=__doc__)
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--cifar-npz", default=None,
+                    help="CIFAR-10 as .npz (x_train, y_train, x_test, y_test uint8) for the cifar-inf row")
+    ap.add_argument("--rows", default="mnist-inf",
+                    help=f"comma-separated rows among {', '.join(ROWS)}")
+    ap.add_argument("--n-train", type=int_sci(2, "--n-train"), default=60000)
+    ap.add_argument("--n-query", type=int_sci(1, "--n-query"), default=10000)
+    ap.add_argument("--sk-queries", type=int_sci(1, "--sk-queries"), default=200)
+    ap.add_argument("--faiss-queries", type=int_sci(1, "--faiss-queries"), default=1000)
+    args = ap.parse_args(argv)
+    rows = [s.strip() for s in args.rows.split(",") if s.strip()]
+    bad = [s for s in rows if s not in ROWS]
+    if bad or not rows:
+        raise UsageError(f"--rows must be a comma-separated list of {', '.join(ROWS)}; got {args.rows!r}")
+    if "cifar-inf" in rows and not args.cifar_npz:
+        raise UsageError("--rows cifar-inf needs --cifar-npz FILE")
+    for row in rows:
+        bench_row(row, args)
     return 0
 
 

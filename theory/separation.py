@@ -19,16 +19,27 @@ result: a candidate is abandoned only once a coordinate proves its distance is >
 references at exactly the same distance the first one met in the (deterministic) scan order is
 returned, which need not be the lowest index.
 
-Speed (l-inf), uint8 input. For thresholds T (``_TH``) and every coordinate p, a bitset over
-the references (sorted by label) of r_p >= T is precomputed. Per query, the exact distance to a
-few evenly spread candidates gives an upper bound b (an integer). A reference r can only be
-strictly nearer than b if |q_p - r_p| < b for every p, so r is rejected (soundly) if r_p >= T for
-some p with T >= q_p + b, or r_p <= T - 1 for some p with T - 1 <= q_p - b. The query's K bitsets
-with the most members are OR-ed over chunks of references (64 per uint64 word); only unmarked
-references of another label get the exact blocked early-exit distance, and the selection is
-redone as b drops. On MNIST almost every pair has a coordinate with one pixel blank and the other
-saturated, so ~99.9% of the candidates are rejected by bit operations. numba, parallel over
-blocks of queries.
+Speed (l-inf), uint8 input: two exact kernels, chosen by a deterministic statistic of the
+references (:func:`_u8_kernel_choice`: at least half the pixels 0 or 255 -> bitset kernel, as on
+MNIST; otherwise the sorted kernel, as on natural images). Both return the same distances.
+
+* Bitset kernel. For thresholds T (``_TH``) and every coordinate p, a bitset over the references
+  (sorted by label) of r_p >= T is precomputed. Per query, the exact distance to a few evenly
+  spread candidates gives an upper bound b (an integer). A reference r can only be strictly
+  nearer than b if |q_p - r_p| < b for every p, so r is rejected (soundly) if r_p >= T for some p
+  with T >= q_p + b, or r_p <= T - 1 for some p with T - 1 <= q_p - b. The query's K bitsets with
+  the most members are OR-ed over chunks of references (64 per uint64 word); only unmarked
+  references of another label get the exact blocked early-exit distance, and the selection is
+  redone as b drops. On MNIST almost every pair has a coordinate with one pixel blank and the
+  other saturated, so ~99.9% of the candidates are rejected by bit operations.
+* Sorted kernel (:func:`_linf_u8_sorted_kernel`). Per query, its 32 key pixels (most likely to
+  differ by the typical separation) give in one vectorised pass a lower bound for every
+  candidate; candidates are visited in increasing bound, each is first tested against the
+  floor-mean bound of groups of 12 consecutive coordinates (:func:`_group_floor_means`: for
+  uint8 data ||q - r||_inf >= |floor mean_G q - floor mean_G r| for any group G), and only then
+  gets the exact early-exit distance; the visit stops at the first bound >= the best distance.
+
+numba, parallel over blocks of queries.
 
 Speed (l-inf), float input (or bitset tables above 2 GiB). Per query the coordinates are ranked
 by how likely they are to prove a candidate far (the probability, estimated from a reference
@@ -40,8 +51,17 @@ as soon as a block reaches the running best; (3) the search stops at the first c
 lower bound is above the best distance found. Candidates of the query's own label are never
 touched (R is sorted by label). numba, parallel over blocks of queries.
 
-l2: blocked float64 BLAS on ||q||^2 + ||r||^2 - 2 q.r. For uint8 input every term is an integer
-below 2^53, so the squared distances are exact; for float input every candidate within the
+l2, uint8 input (:func:`_l2_u8_kernel`): with P the 32 principal directions of a seeded
+reference subsample (orthonormal), z = P(x - mu) and rho the norm of the residual of x - mu off
+span(P), ||q - r||^2 >= ||z_q - z_r||^2 + (rho_q - rho_r)^2 (Pythagoras and the triangle
+inequality). This bound, lowered by a margin of 64 (eta + (d + k + 4) u) (||q - mu|| + ||r - mu||)^2
+(u the float64 unit roundoff, eta the measured departure of P from orthonormality) that exceeds
+its rounding error, orders and prunes the candidates; every distance that decides anything is
+the exact integer sum of squared differences (float32 blocks of 256 coordinates, where every
+partial sum is an integer below 2^24). So the squared distances are exact and the returned
+distance is sqrt of the exact integer, as in direct summation.
+
+l2, float input: blocked float64 BLAS on ||q||^2 + ||r||^2 - 2 q.r; every candidate within the
 rounding-error bound of the block minimum is recomputed directly, so the minimum is the
 direct-summation distance.
 """
