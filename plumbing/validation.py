@@ -60,3 +60,22 @@ def check_array(name: str, value, *, ndim: int | None = None, min_len: int = 1,
     if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def check_norm(name: str, value) -> str:
+    """Normalise a perturbation/metric norm: "2" or 2 -> "2"; "inf" or float("inf") -> "inf".
+    Anything else raises ValueError (TypeError for a non-string, non-number) naming ``name``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("2", "2.0", "l2"):
+            return "2"
+        if text in ("inf", "linf", "infinity"):
+            return "inf"
+        raise ValueError(f"{name} must be \"2\" or \"inf\" (or 2, float('inf')); got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be \"2\" or \"inf\" (or 2, float('inf')); got {value!r}")
+    if float(value) == 2.0:
+        return "2"
+    if float(value) == math.inf:
+        return "inf"
+    raise ValueError(f"{name} must be \"2\" or \"inf\" (or 2, float('inf')); got {value!r}")
