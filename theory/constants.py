@@ -57,3 +57,8 @@ AOL_MLP_DEPTH = 8              # "an 8 layer MLP"                           (Sec
 MNIST_LIPSCHITZ_BASE_WIDTH = 16  # 16 instead of 64 base channels on MNIST  (Section 9.3)
 MNIST_MLP_WIDTH = 1024         # MLP width 1024 instead of 3072 on MNIST    (Section 9.3)
 MNIST_PADDED_SIZE = 32         # MNIST zero-padded to 32x32 after mean subtraction (Section 9.3)
+# --- exact 1-NN robustness (simulate.nn_exact_robustness) -----------------------------------
+# l2 radii at which the exact 1-NN robust accuracy is reported on MNIST: P&L's default 36/255
+# (Section 2), an intermediate 0.5 (ours, no paper value), 1.0 (P&L, radii beside 36/255) and
+# the 1.58 of the 1-Lipschitz literature (MNIST_L2_EPS_LARGE). l-inf: YANG_EPS_LINF["mnist"].
+NN_EXACT_L2_RADII = (EPS_L2_DEFAULT, 0.5, 1.0, MNIST_L2_EPS_LARGE)

@@ -36,7 +36,8 @@ Pruning (Wang, Jha, Chen, Chaudhuri, "Evaluating the robustness of nearest neigh
 a primal-dual perspective", 2019). P_z lies inside every bisector half-space
 H_{z,s} = {x' : ||x' - z|| <= ||x' - s||}, so dist(x, P_z) >= max_s dist(x, H_{z,s}) =
 max_s (||x-z||^2 - ||x-s||^2) / (2 ||s - z||_*), ||.||_* the dual norm (l2 for "2", l1 for
-"inf"). The maximum is taken over the ``k_bound`` same-label points nearest to x. Candidates are
+"inf"). The maximum is taken over the ``k_bound`` same-label points nearest to x and the
+``k_bound`` same-label points nearest to z (a point of label y just in front of z hides it). Candidates are
 visited in increasing order of this bound and the search stops as soon as the bound reaches the
 best exact radius found; the minimum over all candidates is therefore exact. The bound with the
 nearest same-label point alone is >= (||x - z|| - ||x - s_0||)/2, so the exact radius (l2) is
@@ -123,6 +124,25 @@ def _dual_norm(v: np.ndarray, norm: str) -> np.ndarray:
     return np.abs(v).sum(axis=-1) if norm == "inf" else np.sqrt((v * v).sum(axis=-1))
 
 
+def _label_knn(tx: np.ndarray, ty: np.ndarray, labels: np.ndarray, k: int, block: int = 512):
+    """(N, len(labels), k) indices of the k training points of each label nearest to each training
+    point (-1 padding). Only used to *choose* which bisector bounds to evaluate, so rounding in
+    the BLAS distances cannot affect soundness."""
+    n = len(tx)
+    out = np.full((n, len(labels), k), -1, dtype=np.int64)
+    sq = (tx * tx).sum(1)
+    for ci, c in enumerate(labels):
+        idx = np.flatnonzero(ty == c)
+        kk = min(k, len(idx))
+        R = tx[idx]
+        for b0 in range(0, n, block):
+            d = sq[b0:b0 + block, None] + sq[idx][None, :] - 2.0 * (tx[b0:b0 + block] @ R.T)
+            part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < len(idx) else \
+                np.broadcast_to(np.arange(len(idx)), (len(d), len(idx)))
+            out[b0:b0 + block, ci, :kk] = idx[part]
+    return out
+
+
 def _ldp(A: np.ndarray, h: np.ndarray) -> np.ndarray:
     """min ||d||_2 s.t. A d <= h (Lawson-Hanson LDP via NNLS), polished on the active set."""
     m, dim = A.shape
@@ -207,6 +227,8 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, k_bound: int = 8, k_init: 
     k_add = check_int("k_add", k_add, min_value=1)
     q, tx, ty = _prepare(queries, train_x, train_y)
     nq, dim = q.shape
+    labels = np.unique(ty)
+    knn = _label_knn(tx, ty, labels, k_bound) if nq and len(labels) > 1 else None
     scale = max(1.0, float(np.abs(tx).max()), float(np.abs(q).max()) if nq else 0.0)
     tol = FEAS_TOL * scale
     pred = np.empty(nq, dtype=np.int64)
@@ -243,7 +265,8 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, k_bound: int = 8, k_init: 
         d2_S = d2[S_idx]
         order_S = np.argsort(d2_S, kind="stable")
         kb = order_S[:k_bound]
-        # Wang et al. bisector bound, max over the k_bound nearest same-label points
+        # Wang et al. bisector bound: max over the k_bound same-label points nearest to x and
+        # the k_bound same-label points nearest to each candidate z
         lb = np.full(len(Z_idx), -np.inf)
         Zx = tx[Z_idx]
         for s in kb:
@@ -251,6 +274,16 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, k_bound: int = 8, k_init: 
             num = d2[Z_idx] - d2_S[s]
             with np.errstate(divide="ignore", invalid="ignore"):
                 b = np.where(dn > 0, num / (2.0 * np.where(dn > 0, dn, 1.0)), -np.inf)
+            lb = np.maximum(lb, b)
+        near_z = knn[Z_idx, int(np.searchsorted(labels, y))]          # (|Z|, k) train indices
+        for j in range(near_z.shape[1]):
+            sj = near_z[:, j]
+            ok = sj >= 0
+            sj = np.where(ok, sj, 0)
+            dn = _dual_norm(Zx - tx[sj], norm)
+            num = d2[Z_idx] - d2[sj]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                b = np.where(ok & (dn > 0), num / (2.0 * np.where(dn > 0, dn, 1.0)), -np.inf)
             lb = np.maximum(lb, b)
         lb = np.maximum(lb, 0.0)
         lower[i] = float(lb.min())
@@ -261,7 +294,9 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, k_bound: int = 8, k_init: 
                 break
             z = Z_idx[j]
             n_solved[i] += 1
-            val, d = _region_distance(x, tx[z], S, d2_S, d2[z], norm, best, init, k_add, tol)
+            pos = np.searchsorted(S_idx, near_z[j][near_z[j] >= 0])       # z's nearest label-y points
+            cut = np.concatenate([init, pos])
+            val, d = _region_distance(x, tx[z], S, d2_S, d2[z], norm, best, cut, k_add, tol)
             if val is not None and val < best:
                 best, best_d, best_z = val, d, int(z)
         radius[i] = best
@@ -291,3 +326,45 @@ def robust_accuracy(radius, prediction, labels, eps: float) -> float:
     if not (isinstance(eps, (int, float)) and eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     return float(((p == lab) & (r > eps)).mean()) if r.size else float("nan")
+
+
+def theorem2_exact(sampler, d: int, delta: float, n: int, *, trials: int = 10, n_test: int = 500,
+                   seed: int = 0, radius: float | None = None) -> dict:
+    """P&L Theorem 2 Monte Carlo, side by side: on the *same* training and test sets as
+    ``theory.box_covering.simulate_theorem2`` (same seed, same draws), the robust accuracy at the
+    l-inf radius δ/2 (or ``radius``) of
+
+    * the l-inf-metric 1-NN of Theorem 2, half-gap certificate (a lower bound);
+    * the l2-metric 1-NN: half-gap certificate in l2 divided by sqrt(d) (a lower bound, since
+      ||v||_2 <= sqrt(d) ||v||_inf), and its EXACT robust accuracy (exact radius > ρ, LP).
+
+    Returns means and standard errors over ``trials`` (keys ``linf_nn_certified``,
+    ``l2_nn_certified``, ``l2_nn_exact``, each ``(mean, stderr)``)."""
+    from plumbing.validation import check_float
+    from .nn_certificate import certify_1nn, class_nearest_distances, one_nn_from_class_distances
+
+    d = check_int("d", d, min_value=1)
+    delta = check_float("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
+    n = check_int("n", n, min_value=1)
+    trials = check_int("trials", trials, min_value=1)
+    n_test = check_int("n_test", n_test, min_value=1)
+    rho = delta / 2.0 if radius is None else check_float("radius", radius, low=0.0)
+    rng = np.random.default_rng(check_int("seed", seed, min_value=0))
+    vals = {"linf_nn_certified": [], "l2_nn_certified": [], "l2_nn_exact": []}
+    for _ in range(trials):
+        xtr, ytr = sampler(n, rng)
+        xte, yte = sampler(n_test, rng)
+        n_classes = int(max(ytr.max(), yte.max())) + 1
+        cd = class_nearest_distances(xte, xtr, ytr, norm="inf", n_classes=n_classes)
+        pred, a, b = one_nn_from_class_distances(cd)
+        vals["linf_nn_certified"].append(certify_1nn(pred, a, b, yte, rho)["certified_robust_accuracy"])
+        res = exact_1nn(xte, xtr, ytr, "inf")
+        correct = res.prediction == yte
+        vals["l2_nn_certified"].append(float((correct & (res.half_gap_l2 / math.sqrt(d) > rho)).mean()))
+        vals["l2_nn_exact"].append(float((correct & (res.radius > rho)).mean()))
+    out = {}
+    for k, v in vals.items():
+        arr = np.asarray(v, dtype=np.float64)
+        se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else float("nan")
+        out[k] = (float(arr.mean()), se)
+    return out
