@@ -113,7 +113,8 @@ def _prepare(queries, train_x, train_y):
     q = check_array("queries", queries, min_len=0)
     if q.dtype.kind not in "uif":
         raise TypeError(f"queries must be a numeric array, got dtype {q.dtype}")
-    q = q.reshape(len(q), -1).astype(np.float64) if q.ndim >= 1 else q
+    if q.ndim >= 1:
+        q = q.reshape(len(q), -1 if len(q) else tx.shape[1]).astype(np.float64)
     if q.ndim != 2 or q.shape[1] != tx.shape[1]:
         raise ValueError(f"queries must be rows with {tx.shape[1]} features like train_x, "
                          f"got shape {np.asarray(queries).shape}")
@@ -213,8 +214,17 @@ def _region_distance(x, z, S, d2_S, d2_z, norm, best, init, k_add, tol):
         active[worst] = True
 
 
+def same_label_neighbours(train_x, train_y, k_bound: int = 8) -> np.ndarray:
+    """The (N, labels, k_bound) table of each training point's nearest points of every label,
+    which :func:`exact_1nn` builds on every call; pass it as ``neighbours`` to reuse it across
+    batches of queries on the same training set."""
+    _, tx, ty = _prepare(np.zeros((0, np.asarray(train_x).reshape(len(train_x), -1).shape[1])),
+                         train_x, train_y)
+    return _label_knn(tx, ty, np.unique(ty), check_int("k_bound", k_bound, min_value=1))
+
+
 def exact_1nn(queries, train_x, train_y, norm="2", *, k_bound: int = 8, k_init: int = 10,
-              k_add: int = 10, progress=None) -> ExactRadiusResult:
+              k_add: int = 10, progress=None, neighbours=None) -> ExactRadiusResult:
     """Exact robust radii of the l2-metric 1-NN classifier for each query (module docstring).
 
     ``norm``: perturbation norm, "2" or "inf" (also 2, float("inf")). ``k_bound``: same-label
@@ -228,7 +238,13 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, k_bound: int = 8, k_init: 
     q, tx, ty = _prepare(queries, train_x, train_y)
     nq, dim = q.shape
     labels = np.unique(ty)
-    knn = _label_knn(tx, ty, labels, k_bound) if nq and len(labels) > 1 else None
+    if neighbours is not None:
+        knn = np.asarray(neighbours)
+        if knn.shape != (len(tx), len(labels), k_bound):
+            raise ValueError(f"neighbours must have shape ({len(tx)}, {len(labels)}, {k_bound}) "
+                             f"(from same_label_neighbours with the same k_bound), got {knn.shape}")
+    else:
+        knn = _label_knn(tx, ty, labels, k_bound) if nq and len(labels) > 1 else None
     scale = max(1.0, float(np.abs(tx).max()), float(np.abs(q).max()) if nq else 0.0)
     tol = FEAS_TOL * scale
     pred = np.empty(nq, dtype=np.int64)
