@@ -60,3 +60,23 @@ def check_array(name: str, value, *, ndim: int | None = None, min_len: int = 1,
     if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def check_norm(name: str, value) -> str:
+    """Normalise a norm given as "2", "inf", 2, float("inf") or np.inf to the string "2" or
+    "inf"; anything else raises (TypeError for a non-string non-number, ValueError otherwise),
+    naming ``name`` and the allowed values."""
+    allowed = "'2' or 'inf' (also 2, float('inf'), np.inf)"
+    if isinstance(value, str):
+        if value in ("2", "inf"):
+            return value
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer,
+                                                                     np.floating)):
+        raise TypeError(f"{name} must be {allowed}; got {value!r} of type {type(value).__name__}")
+    v = float(value)
+    if v == 2.0:
+        return "2"
+    if v == math.inf:
+        return "inf"
+    raise ValueError(f"{name} must be {allowed}; got {value!r}")
