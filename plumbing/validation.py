@@ -66,7 +66,7 @@ def check_norm(name: str, value) -> str:
     """Normalise a norm given as "2", "inf", 2, float("inf") or np.inf to the string "2" or
     "inf"; anything else raises (TypeError for a non-string non-number, ValueError otherwise),
     naming ``name`` and the allowed values."""
-    allowed = "'2' or 'inf' (also 2, float('inf'), np.inf)"
+    allowed = "one of '2', 'inf' (also 2, float('inf'), np.inf)"
     if isinstance(value, str):
         if value in ("2", "inf"):
             return value
