@@ -17,7 +17,7 @@ def make_coverage(out_dir: Path) -> Path:
 
     from theory.box_covering import (coverage_bound, coverage_monte_carlo, eq16_bound, n_boxes,
                                      theorem2_sample_size, uniform_box_masses, uniform_coverage_exact)
-    from theory.robust_distributions import GridRobustDistribution
+    from theory.robust_distributions import non_vacuous_grid
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (d, delta) in zip(axes, ((2, 0.1), (3, 0.2))):
@@ -27,7 +27,7 @@ def make_coverage(out_dir: Path) -> Path:
         ax.plot(ns, [uniform_coverage_exact(d, delta, int(n)) for n in ns], label="exact coverage, uniform")
         ax.plot(ns, [eq16_bound(masses, int(n)) for n in ns], ":", label="Eq. (16), uniform")
         ax.plot(ns, [coverage_bound(d, delta, int(n)) for n in ns], "--", label="bound 1-|B|/(ne), Eq. (20)")
-        dist = GridRobustDistribution(d=d, delta=delta, cells_per_axis=2, n_classes=2, seed=0)
+        dist = non_vacuous_grid(d=d, delta=delta, cells_per_axis=2, n_classes=2, seed=0)
         mc_n = np.unique(np.geomspace(2, theorem2_sample_size(d, delta), 9).astype(int))
         est = [coverage_monte_carlo(dist.sample, d, delta, int(n), trials=3, n_test=300, seed=1) for n in mc_n]
         ax.errorbar(mc_n, [e.mean for e in est], yerr=[3 * e.stderr for e in est], fmt="o", ms=4,
@@ -74,12 +74,12 @@ def make_cra(out_dir: Path) -> Path:
 
 def _small_run():
     from theory.box_covering import simulate_theorem2, theorem2_sample_size
-    from theory.robust_distributions import GridRobustDistribution
+    from theory.robust_distributions import non_vacuous_grid
 
     rows = []
     for d in (1, 2, 3):
         delta = 0.2
-        dist = GridRobustDistribution(d=d, delta=delta, cells_per_axis=2, n_classes=2, seed=0)
+        dist = non_vacuous_grid(d=d, delta=delta, cells_per_axis=2, n_classes=2, seed=0)
         top = theorem2_sample_size(d, delta)
         for j in range(8, -1, -1):
             n = max(1, -(-top // 2 ** j))
