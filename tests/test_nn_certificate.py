@@ -207,3 +207,30 @@ def test_class_nearest_distances_matches_dense(seed, d, norm, k):
     full = pairwise_distances(q, x, norm)
     np.testing.assert_allclose(a, full.min(axis=1), rtol=1e-9, atol=1e-12)
     assert np.all(b >= a)
+
+
+def test_certified_radius_is_a_lower_bound_not_exact():
+    """Class 0 at (0, 0), class 1 at (2, 0), query (0, 1): a = 1, b = sqrt(5), certified radius
+    (sqrt(5) - 1)/2 = 0.618, but the exact l2 flip radius is the distance to the bisector
+    x_1 = 1, i.e. 1.0 (brute force over 3600 directions, tolerance 1e-3). Sound (no flip below
+    the certified radius), and strictly below the exact radius: a lower bound, as reported."""
+    ref = np.array([[0.0, 0.0], [2.0, 0.0]])
+    lab = np.array([0, 1])
+    x = np.array([[0.0, 1.0]])
+    cd = class_nearest_distances(x, ref, lab, "2", 2)
+    pred, a, b = one_nn_from_class_distances(cd)
+    cert = certify_1nn(pred, a, b, np.array([0]), 0.0)["radius"][0]
+    assert cert == pytest.approx((5 ** 0.5 - 1) / 2, abs=1e-12)
+    ang = np.linspace(0, 2 * np.pi, 3600, endpoint=False)
+    dirs = np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    radii = np.linspace(0, 2, 2001)
+    flip = np.inf
+    for r in radii:
+        pts = x + r * dirs
+        d0 = np.linalg.norm(pts - ref[0], axis=1)
+        d1 = np.linalg.norm(pts - ref[1], axis=1)
+        if np.any(d1 <= d0):
+            flip = r
+            break
+    assert flip == pytest.approx(1.0, abs=1e-3)
+    assert cert < flip - 0.3
