@@ -13,22 +13,11 @@ _MAIN = dict(n=10_000, delta=0.1, seed=0)
 
 
 def _attack_accuracy(learner, X, y, eps: float, rng, n_random: int = 32) -> float:
-    """Accuracy of ``learner.predict_features`` under an attack in the raw feature space,
-    independent of the exact evaluator: per point, every single coordinate moved by eps towards
-    0 (and past it when eps > |x_i|), and ``n_random`` uniformly random directions of norm eps,
-    clipped to the domain [-1, 1]^d. A point counts as robust only if every candidate keeps the
-    label. This is an upper bound on the exact robust accuracy."""
-    ok = learner.predict_features(X) == y
-    m, d = X.shape
-    for i in range(d):
-        Xp = X.copy()
-        Xp[:, i] -= np.sign(Xp[:, i]) * eps
-        ok &= learner.predict_features(np.clip(Xp, -1, 1)) == y
-    for _ in range(n_random):
-        v = rng.standard_normal((m, d))
-        v *= eps / np.linalg.norm(v, axis=1, keepdims=True)
-        ok &= learner.predict_features(np.clip(X + v, -1, 1)) == y
-    return float(ok.mean())
+    """Accuracy under :func:`theory.hypercube_robustness.feature_space_attack` (an upper bound
+    on the exact robust accuracy, computed independently of the exact evaluator)."""
+    from theory.hypercube_robustness import feature_space_attack
+
+    return float(feature_space_attack(learner, X, y, eps, rng, n_random).mean())
 
 
 def _bullet1():
