@@ -31,6 +31,19 @@ import numpy as np
 from plumbing.validation import check_float
 
 
+def check_labels(name: str, value, length: int | None = None) -> np.ndarray:
+    """A 1-D array of integer class labels (int/uint dtype; floats, bools and strings are
+    rejected with TypeError naming ``name``), optionally of a given length."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array of class labels, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
+    if length is not None and len(arr) != length:
+        raise ValueError(f"{name} must have length {length}, got {len(arr)}")
+    return arr
+
+
 def certified_radius_1nn(dist_same: np.ndarray, dist_other: np.ndarray) -> np.ndarray:
     """Certified radius (a lower bound on the exact 1-NN flip radius): (b − a)/2, clipped at 0;
     ``dist_same`` = a (nearest point of the predicted label), ``dist_other`` = b (nearest point of
@@ -55,8 +68,8 @@ def certify_1nn(pred: np.ndarray, dist_same: np.ndarray, dist_other: np.ndarray,
     """
     eps = check_float("eps", eps, low=0.0)
     radius = certified_radius_1nn(dist_same, dist_other)
-    pred = np.asarray(pred)
-    labels = np.asarray(labels)
+    pred = check_labels("pred", pred)
+    labels = check_labels("labels", labels)
     if pred.shape != radius.shape or labels.shape != radius.shape:
         raise ValueError("pred, labels and distances must have the same length")
     correct = pred == labels
@@ -103,14 +116,14 @@ def class_nearest_distances(queries: np.ndarray, references: np.ndarray, ref_lab
     no reference), one blocked brute-force search per class (``theory.knn.nearest_neighbor``),
     so memory stays bounded for many references. Same values as ``nearest_by_label`` applied to
     the dense distance matrix."""
-    from .knn import nearest_neighbor
-    from plumbing.validation import check_array
+    from .knn import _check_knn_norm, _numeric, nearest_neighbor
 
-    q = check_array("queries", queries, min_len=1)
-    r = check_array("references", references, min_len=1)
-    lab = np.asarray(ref_labels)
-    if lab.shape != (len(r),):
-        raise ValueError(f"ref_labels must have shape ({len(r)},), got {lab.shape}")
+    norm = _check_knn_norm(norm)
+    q = _numeric("queries", queries, 1)
+    r = _numeric("references", references, 1)
+    lab = check_labels("ref_labels", ref_labels, len(r))
+    if lab.min() < 0:
+        raise ValueError("ref_labels must be non-negative integers 0..C-1")
     k = int(lab.max()) + 1 if n_classes is None else int(n_classes)
     out = np.full((len(q), k), np.inf)
     for c in range(k):
