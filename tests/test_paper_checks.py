@@ -97,3 +97,19 @@ def test_bullet1_attack_can_find_adversarial_points():
     rng = np.random.default_rng(0)
     assert _attack_accuracy(LinearSignXd().fit(t), t.features(), t.y, 0.1, rng) == 0.0
     assert _attack_accuracy(PhiOracle(fam), t.features(), t.y, 0.999, rng) == 1.0
+
+
+def test_bad_json_path_exits_2_before_computing(tmp_path):
+    """--json naming a folder or a path under a file: one line, exit 2, no claim run."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "f").write_text("x")
+    for bad in (str(tmp_path), str(tmp_path / "f" / "out.json"), str(tmp_path / "no" / "o.json")):
+        p = subprocess.run([sys.executable, "-m", "paper_checks", "--only", "pl-eq26", "--json", bad],
+                           capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+        assert p.returncode == 2, p.stderr
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "--json" in lines[0], p.stderr
+        assert "pl-eq26" not in p.stdout
