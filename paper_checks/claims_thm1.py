@@ -64,6 +64,9 @@ def _bullet3():
     detail = "; ".join(f"{r['name']} {r['robust_accuracy']:.4f} "
                        f"[{r['robust_accuracy_ci95'][0]:.4f}, {r['robust_accuracy_ci95'][1]:.4f}]"
                        for r in rows)
+    fails = [r["name"] for r in rows if r["verdict"].startswith("FAIL")]
+    detail += (f"; t-test against 1/2+P(seen)/2 = {res['bound_tight']:.5f} (level 0.001): "
+               + (f"FAIL for {', '.join(fails)}" if fails else "no FAIL"))
     return Measured(best["robust_accuracy"],
                     f"max over learners of mean exact robust acc at eps=delta (bound 1/2+n/2^d = "
                     f"{res['bound']:.5f}): {detail}")
