@@ -27,7 +27,8 @@ def _fmt(v) -> str:
 def format_rows(rows: list[dict]) -> str:
     """The table, reproductions first and identities after, and the summary line."""
     w_id = max([len(r["id"]) for r in rows] + [5])
-    hdr = (f"{'claim':{w_id}s} | {'kind':12s} | {'where':14s} | {'claimed':>10s} | "
+    w_wh = max([len(r["paper"] + " " + r["location"]) for r in rows] + [5])
+    hdr = (f"{'claim':{w_id}s} | {'kind':12s} | {'where':{w_wh}s} | {'claimed':>10s} | "
            f"{'measured':>10s} | verdict")
     lines = []
     for kind, title in zip(KINDS, ("Reproductions (measured; could disagree with the paper)",
@@ -38,7 +39,7 @@ def format_rows(rows: list[dict]) -> str:
         lines += ["" if lines else None, title, hdr, "-" * (len(hdr) + 20)]
         for r in part:
             lines.append(f"{r['id']:{w_id}s} | {r['kind']:12s} | "
-                         f"{r['paper'] + ' ' + r['location']:14s} | {_fmt(r['claimed']):>10s} | "
+                         f"{r['paper'] + ' ' + r['location']:{w_wh}s} | {_fmt(r['claimed']):>10s} | "
                          f"{_fmt(r['measured']):>10s} | {r['verdict']}"
                          + (f"  ({r['detail']})" if r.get('detail') else ""))
     lines += ["", summary_line(rows)]

@@ -156,9 +156,9 @@ def _cifar_dstar():
     try:
         data = load_result("nn_distance_scaling_cifar10.json")
     except NeedsData:
-        raise NeedsData("no results/nn_distance_scaling_cifar10.json: needs CIFAR-10 (a loader "
-                        "registered in plumbing.datasets) and `python -m simulate.nn_distance_scaling "
-                        "--dataset cifar10 --json results/nn_distance_scaling_cifar10.json`") from None
+        raise NeedsData("no results/nn_distance_scaling_cifar10.json: produce it with `python -m "
+                        "simulate.nn_distance_scaling --dataset cifar10 --json "
+                        "results/nn_distance_scaling_cifar10.json` (CIFAR-10 data needed)") from None
     vals = [s["d_star_slope"] for s in data["summary"]]
     if not vals:
         raise NeedsData("results/nn_distance_scaling_cifar10.json has no summary")
