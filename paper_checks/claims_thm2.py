@@ -162,7 +162,11 @@ def _cifar_dstar():
     vals = [s["d_star_slope"] for s in data["summary"]]
     if not vals:
         raise NeedsData("results/nn_distance_scaling_cifar10.json has no summary")
-    return Measured(float(np.median(vals)), "d* from the log-log slope")
+    approx = bool(data.get("approximate") or data.get("data", {}).get("approximate")
+                  if isinstance(data.get("data"), dict) else data.get("approximate"))
+    return Measured(float(np.median(vals)), "d* from the log-log slope"
+                    + (" (approximate data: JPEG re-encoding of CIFAR-10)" if approx else ""),
+                    approximate=approx)
 
 
 register(Claim(
