@@ -188,3 +188,24 @@ def test_nearest_neighbor_finds_the_exact_duplicate():
     dist, idx = nearest_neighbor(q, x)
     assert np.all(dist == 0.0)
     assert np.array_equal(x[idx], q)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 40), dim=st.integers(1, 30), k=st.integers(1, 5), dups=st.integers(0, 10),
+       scale=st.sampled_from([1e-3, 1.0, 255.0, 1e6]), norm=st.sampled_from(["2", "inf"]),
+       seed=st.integers(0, 2 ** 31 - 1))
+def test_knn_distances_equal_brute_force_with_duplicates(n, dim, k, dups, scale, norm, seed):
+    """Exact k-NN distances on float32 data of any scale with injected exact duplicates: equal to
+    a direct brute force (relative 1e-12), and 0.0 exactly for every duplicate."""
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n, dim)) * scale).astype(np.float32)
+    x = np.vstack([x, x[rng.integers(0, n, dups)]]) if dups else x
+    k = min(k, len(x) - 1)
+    got = knn_distances(x, k, norm=norm)
+    f = x.astype(np.float64)
+    diff = f[:, None, :] - f[None, :, :]
+    d = np.abs(diff).max(axis=2) if norm == "inf" else np.sqrt((diff ** 2).sum(axis=2))
+    np.fill_diagonal(d, np.inf)
+    ref = np.sort(d, axis=1)[:, :k]
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0.0)
+    assert np.array_equal(got == 0.0, ref == 0.0)
