@@ -188,3 +188,19 @@ def test_one_class_setting_is_detected():
     assert res.classes_seen == 2 and not res.vacuous
     with pytest.raises(ValueError, match="n_classes"):
         non_vacuous_grid(d=1, delta=0.1, cells_per_axis=1, n_classes=2)
+
+
+def test_coverage_figure_interval_stays_in_unit_interval():
+    """The thm2_coverage error bars: scipy Student-t interval over trials, intersected with
+    [0, 1] (the old +-3 s.e. bar went above 1)."""
+    from scipy import stats
+
+    from figures.fig_thm2 import clipped_t_interval
+    from theory.box_covering import Estimate
+
+    lo, hi = clipped_t_interval(Estimate(0.98, 0.02, 3))
+    assert hi == 1.0 and lo == pytest.approx(0.98 - stats.t.ppf(0.975, 2) * 0.02)
+    lo, hi = clipped_t_interval(Estimate(0.5, 0.01, 10))
+    assert (lo, hi) == pytest.approx((0.5 - stats.t.ppf(0.975, 9) * 0.01,
+                                      0.5 + stats.t.ppf(0.975, 9) * 0.01))
+    assert clipped_t_interval(Estimate(0.01, 0.05, 4))[0] == 0.0
