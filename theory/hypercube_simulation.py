@@ -242,7 +242,7 @@ def run_trials(cfg: Thm1Config, *, progress_desc: str | None = None) -> dict:
         "bound_tight": robust_accuracy_bound_tight(cfg.n, cfg.d),
         "bound_tight_formula": "1/2 + P(seen)/2 (attained by the Bayes-robust learner)",
         "verdict_method": (f"one-sided Student-t test over the per-trial robust accuracies of "
-                           f"H0: E[robust acc] <= 1/2 + P(seen)/2, FAIL at p < "
+                           f"H0: E[robust acc] <= 1/2 + P(seen)/2, a row fails at p < "
                            f"{THM1_VERDICT_ALPHA:g} (nominal false-alarm rate per row); "
                            f"no verdict with 1 trial"),
         "theorem_threshold": THM1_ROBUST_ACC_BOUND if cfg.d == dimension_for(cfg.n) else None,
