@@ -109,10 +109,13 @@ def knn_block(qb: np.ndarray, ref: np.ndarray, k: int, norm: str, *, ref_sq: np.
     width = int(cand.sum(axis=1).max())
     idx = np.argpartition(approx, width - 1, axis=1)[:, :width] if width < nref else \
         np.broadcast_to(np.arange(nref), (b, nref)).copy()
-    if norm == "angular":
-        d = _direct_angle(qb[:, None, :], ref[idx])
-    else:
-        d = _direct_l2(qb[:, None, :], ref[idx])
+    direct = _direct_angle if norm == "angular" else _direct_l2
+    d = np.empty(idx.shape)
+    # many near-ties (e.g. small-integer data) widen the shortlist: recompute in row chunks so the
+    # (rows, width, features) temporary stays near 2^24 floats
+    rows_per = max(1, (1 << 24) // max(1, width * qb.shape[1]))
+    for s in range(0, b, rows_per):
+        d[s:s + rows_per] = direct(qb[s:s + rows_per, None, :], ref[idx[s:s + rows_per]])
     if self_offset is not None:
         d[idx == (self_offset + rows)[:, None]] = np.inf
     order = np.lexsort((idx, d), axis=1)[:, :k]
