@@ -4,7 +4,7 @@ statistical test of a bound on an *expectation over (phi, S, test point)*.
 * One trial gives no verdict (an interval conditional on one phi and S says nothing about the
   expectation).
 * With >= 2 trials the test is one-sided Student-t over the per-trial means against the attained
-  bound 1/2 + P(seen)/2 at level 0.001 per row, so correct learners (a)lmost never FAIL ...
+  bound 1/2 + P(seen)/2 at level 0.001 per row, so correct learners almost never FAIL ...
 * ... and a learner that beats the theorem by peeking at phi on unseen patterns FAILS even where
   its accuracy is below the looser bound 1/2 + n/2^d.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from theory.hypercube import phi_of, _u64
-from theory.hypercube_learners import (BayesRobust, LearnerContext, register_learner)
+from theory.hypercube_learners import BayesRobust, LearnerContext, register_learner
 from theory.hypercube_simulation import (THM1_VERDICT_ALPHA, Thm1Config, bound_verdict,
                                          run_trials)
 

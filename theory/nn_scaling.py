@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .knn import nearest_neighbor
-from plumbing.validation import check_array, check_choice, check_float, check_int
+from plumbing.validation import check_float, check_int
 
 
 # --- Eq. (26) ---------------------------------------------------------------------------------
