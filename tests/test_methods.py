@@ -103,14 +103,89 @@ def test_gr_penalty_approximates_squared_gradient_norm():
     assert not torch.allclose(pen_coarse, exact, rtol=1e-4)
 
 
-def test_gr_penalty_shares_the_dropout_mask_between_its_two_passes():
+def _same_mask_reference(model, x, y, state):
+    """(losses, ||grad_x L||^2) of one forward pass whose dropout masks come from RNG ``state``."""
+    torch.set_rng_state(state)
+    xg = x.detach().clone().requires_grad_(True)
+    losses = per_example_loss(model, xg, y)
+    (g,) = torch.autograd.grad(losses.sum(), xg)
+    return losses.detach(), g.flatten(1).norm(dim=1) ** 2
+
+
+@pytest.mark.parametrize("net", ["mlp_dropout_0.5", "cnn1"])
+def test_gr_penalty_is_squared_gradient_norm_of_the_same_dropout_mask(net):
+    """In train mode with dropout, the GR penalty must be ||grad_x L||^2 of the loss it returns
+    (same dropout mask: the one drawn from the RNG state at the call). The old code took the
+    direction d from another mask, so the penalty was (grad L_B . d_A)^2, 0.2-0.4 of it."""
+    if net == "cnn1":
+        x, y = _toy_data(n=16, side=8)
+        torch.manual_seed(0)
+        model = CNN1(n_classes=3, image_size=8).double()
+    else:
+        x, y = _toy_data(n=16, side=6)
+        model = _mlp(dropout=0.5, dtype=torch.float64)
+    x = x.double()
+    model.train()
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    loss_x, pen = gr_penalty(model, x, y, h=1e-7)
+    ref_loss, ref_sq = _same_mask_reference(model, x, y, state)
+    keep = ref_sq > 1e-6                       # ratio well defined (all rows in practice)
+    assert int(keep.sum()) >= 12
+    ratio = pen.detach()[keep] / ref_sq[keep]
+    assert float((ratio - 1).abs().max()) < 1e-4, ratio
+    torch.testing.assert_close(loss_x.detach(), ref_loss, rtol=1e-12, atol=1e-12)
+    # the penalty is differentiable w.r.t. the parameters (it is trained on)
+    grads = torch.autograd.grad(pen.sum(), [p for p in model.parameters()], allow_unused=True)
+    assert sum(float(g.norm()) for g in grads if g is not None) > 0
+
+
+def test_trades_kl_compares_clean_and_adversarial_under_one_dropout_mask():
+    """TRADES' KL(f(x) || f(x')) measures the change from x to x'; with x' = x (up to 1e-12) it
+    must vanish in train mode with dropout. Two forward passes with independent masks gave a KL
+    of O(0.1) even at x' = x. (KL = loss(beta=1) - loss(beta=0) under the same seed.)"""
     x, y = _toy_data(n=16, side=6)
     model = _mlp(dropout=0.5, dtype=torch.float64)
+    x = x.double()
     model.train()
-    torch.manual_seed(0)
-    _, pen = gr_penalty(model, x.double(), y, h=1e-5)
-    # a changed mask would move the loss by O(0.1), i.e. a quotient^2 of O(1e8) at h = 1e-5
-    assert float(pen.detach().max()) < 1e3
+
+    def loss(beta):
+        torch.manual_seed(5)
+        return float(make_loss(MethodConfig("trades", weight=beta, eps=1e-12, steps=1))(model, x, y).detach())
+
+    kl = loss(1.0) - loss(0.0)
+    assert abs(kl) < 1e-9, kl
+    # the mask is still random: another seed gives another clean loss
+    torch.manual_seed(6)
+    other = float(make_loss(MethodConfig("trades", weight=0.0, eps=1e-12, steps=1))(model, x, y).detach())
+    assert abs(other - loss(0.0)) > 1e-6
+
+
+def test_llr_terms_share_one_dropout_mask():
+    """gamma = |L(x + delta) - L(x) - delta . grad_x L| with L, grad_x L and L(x + delta) from one
+    dropout mask (drawn after the eval-mode search for delta): a replay reproduces it exactly."""
+    x, y = _toy_data(n=8, side=4)
+    model = _mlp(side=4, dropout=0.5, dtype=torch.float64)
+    x = x.double()
+    cfg = MethodConfig("llr", eps=0.1, llr_steps=2)
+    model.train()
+    torch.manual_seed(3)
+    t = llr_terms(model, x, y, cfg)
+    torch.manual_seed(3)
+    model.eval()
+    _, g0 = input_gradient(model, x, y)
+    delta = llr_delta(model, x, y, g0, cfg.eps, cfg.llr_steps, cfg.llr_step_size)
+    model.train()
+    state = torch.get_rng_state()
+    loss_x, grad = input_gradient(model, x, y)
+    torch.set_rng_state(state)
+    loss_d = per_example_loss(model, x + delta, y).detach()
+    dot = (delta.flatten(1) * grad.flatten(1)).sum(1)
+    torch.testing.assert_close(t["gamma"].detach(), (loss_d - loss_x - dot).abs(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(t["grad_dot"].detach(), dot.abs(), rtol=1e-10, atol=1e-12)
+    # with a mask drawn independently for L(x + delta) gamma would differ by O(0.1)
+    loss_other = per_example_loss(model, x + delta, y).detach()
+    assert float((loss_other - loss_d).abs().max()) > 1e-3
 
 
 def test_llr_terms_use_the_true_input_gradient_and_backpropagate():
