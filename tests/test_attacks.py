@@ -484,3 +484,44 @@ def test_bench_agrees_with_torchattacks():
                          "--threads", "1"], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "(agree)" in ok.stdout and "ratio ours/torchattacks" in ok.stdout
+
+
+# ------------------------------------------------------------------- norm spellings, dtypes
+@pytest.mark.parametrize("spelling,canonical", [("2", "2"), (2, "2"), (2.0, "2"), (np.int64(2), "2"),
+                                                ("inf", "inf"), (float("inf"), "inf"),
+                                                (np.inf, "inf")])
+def test_norm_accepts_numbers_and_strings_normalised(spelling, canonical):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, generator=g, dtype=torch.float64)
+    x, y = _inner(3, 6, 1), torch.ones(3, dtype=torch.long)
+    adv = pgd(Binary(w, 0.1), x, y, 0.05, spelling, random_start=False)
+    ref = pgd(Binary(w, 0.1), x, y, 0.05, canonical, random_start=False)
+    assert torch.equal(adv, ref)
+    rep = robust_accuracy(Binary(w, 0.1), x, y, 0.05, norm=spelling, generator=g)
+    assert rep.norm == canonical
+    assert torch.equal(perturbation_norms(adv, x, spelling), perturbation_norms(adv, x, canonical))
+
+
+@pytest.mark.parametrize("bad,exc", [("1", ValueError), (1, ValueError), ("linf", ValueError),
+                                     (True, TypeError), (None, TypeError), ([2], TypeError)])
+def test_norm_rejects_other_values_naming_the_parameter(bad, exc):
+    x, y = _inner(2, 4, 0), torch.ones(2, dtype=torch.long)
+    with pytest.raises(exc, match="norm"):
+        pgd(Binary(torch.ones(4, dtype=torch.float64), 0.0), x, y, 0.1, bad)
+
+
+def test_pgd_dtype_follows_x_and_a_model_dtype_mismatch_is_named():
+    """float64 x with a float64 model: the attack runs and returns float64 (and reaches the
+    closed-form optimum to float64 precision); float64 x with a float32 model: TypeError naming
+    x and the model's dtype instead of a matmul traceback."""
+    g = torch.Generator().manual_seed(2)
+    W, b = torch.randn(3, 5, generator=g, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    x, y = _inner(4, 5, 3), torch.tensor([0, 1, 2, 0])
+    adv = pgd(_linear(W, b), x, y, 0.1, "inf", random_start=False)
+    assert adv.dtype == torch.float64
+    model32 = _linear(W.float(), b.float())
+    with pytest.raises(TypeError, match=r"x .*float64.*float32"):
+        pgd(model32, x, y, 0.1)
+    with pytest.raises(TypeError, match=r"x .*float64.*float32"):
+        robust_accuracy(model32, x, y, 0.1)
+    assert pgd(model32, x.float(), y, 0.1, generator=g).dtype == torch.float32

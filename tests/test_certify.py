@@ -213,3 +213,13 @@ def test_certificate_refuses_models_that_are_not_one_lipschitz_by_construction()
         cra_curve(FirstCoordinates(3), X, Y, [0.1])
     # the caller may vouch for a constant explicitly
     assert len(certified_radii(FirstCoordinates(3), X, Y, lipschitz=1.0)) == len(X)
+
+
+def test_labels_must_be_integer_indices_one_per_row():
+    model = FirstCoordinates(3)
+    with pytest.raises(TypeError, match="y must hold integer class indices"):
+        certified_robust_accuracy(model, X, Y.double(), 0.1, lipschitz=1.0)
+    with pytest.raises(ValueError, match=r"y must have shape \(5,\)"):
+        cra_curve(model, X, Y[:4], [0.1], lipschitz=1.0)
+    with pytest.raises(TypeError, match="y must be a torch tensor"):
+        certified_radii(model, X, Y.tolist(), lipschitz=1.0)

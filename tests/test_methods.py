@@ -2,8 +2,6 @@
 (deep.models_yang)."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -315,3 +313,14 @@ def test_dropout_option_and_validation():
     with pytest.raises(ValueError, match="model"):
         ModelConfig(name="resnet")
     assert isinstance(build_model(ModelConfig("cnn2")), CNN2)
+
+
+def test_fit_refuses_numpy_arrays_naming_the_parameter():
+    import numpy as np
+    x, y = _toy_data(n=8)
+    model = _mlp()
+    cfg = TrainConfig(epochs=1, batch_size=4)
+    with pytest.raises(TypeError, match=r"^x must be a torch.Tensor"):
+        fit(model, make_loss("natural"), x.numpy(), y, cfg)
+    with pytest.raises(TypeError, match=r"^y must be a torch.Tensor"):
+        fit(model, make_loss("natural"), x, np.asarray(y), cfg)
