@@ -75,7 +75,7 @@ def test_lipschitz_convnet_structure_matches_section_4_1():
     (lambda: AOLMLPConfig(depth=2.5), TypeError),
     (lambda: SimpleConvNetConfig(input_size=4), ValueError),
     (lambda: SimpleConvNetConfig(num_classes=1), ValueError),
-    (lambda: input_config("svhn"), ValueError),
+    (lambda: input_config("imagenet"), ValueError),
 ])
 def test_config_validation(make, exc):
     with pytest.raises(exc):
