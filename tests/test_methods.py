@@ -58,10 +58,10 @@ def test_one_tiny_epoch_lowers_the_methods_own_loss(spec):
 def test_cnn1_with_dropout_lowers_its_trades_loss():
     """CNN1 keeps dropout (YRZSC App. A); one epoch of TRADES must lower its TRADES loss measured
     under the same masks and attack starts before and after (was: only 'the loss is finite')."""
-    x, y = _toy_data(n=32, classes=2, side=8)
+    x, y = _toy_data(n=16, classes=2, side=8)
     torch.manual_seed(0)
     model = CNN1(n_classes=2, image_size=8, dropout=0.3)
-    loss_fn = make_loss(parse_method_spec("trades:1", eps=0.05, steps=3))
+    loss_fn = make_loss(parse_method_spec("trades:1", eps=0.05, steps=2))
 
     def full_loss():
         torch.manual_seed(7)
@@ -69,7 +69,7 @@ def test_cnn1_with_dropout_lowers_its_trades_loss():
         return float(loss_fn(model, x, y).detach())
 
     before = full_loss()
-    hist = fit(model, loss_fn, x, y, TrainConfig(epochs=1, batch_size=16, lr=0.01, optimizer="adam",
+    hist = fit(model, loss_fn, x, y, TrainConfig(epochs=1, batch_size=8, lr=0.01, optimizer="adam",
                                                  schedule="constant", seed=0))
     assert len(hist) == 1
     assert full_loss() < before - 1e-3
