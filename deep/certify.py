@@ -21,9 +21,9 @@ of ``||W||``; ``deep.layers.CPLConv2d``), and the caller's modes are restored. P
 
 Radii are in input units (images in [0, 1]). ``eps`` is refused when negative, not finite, or
 larger than the l2 diameter of the input box (every input would lie in the ball); the message
-suggests dividing by 255 (36/255 = 0.1412 is the common MNIST/CIFAR-10 radius). Margins are taken
-in the scores' own dtype (a float64 model is not rounded to float32) and compared with the
-threshold in float64.
+suggests dividing by 255 (36/255 = 0.1412 is the common MNIST/CIFAR-10 radius). Scores keep the
+model's dtype (a float64 model is not rounded to float32); margins are differences taken in
+float64 (exact for float32 scores) and compared with the threshold in float64.
 """
 from __future__ import annotations
 
@@ -123,10 +123,14 @@ def _lipschitz_or_check(model, lipschitz) -> float:
 
 
 def margins_from_scores(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``g_y - max_{j != y} g_j`` per row (positive iff correctly classified with no tie), in
-    the dtype of ``scores``."""
+    """``g_y - max_{j != y} g_j`` per row (positive iff correctly classified with no tie),
+    computed in float64 from the scores in their own dtype (the difference of two float32 or
+    float16 scores is exact in float64, so no margin is rounded across the threshold)."""
     if scores.ndim != 2 or scores.shape[1] < 2:
         raise ValueError(f"scores must have shape (N, K) with K >= 2, got {tuple(scores.shape)}")
+    if not scores.is_floating_point():
+        raise TypeError(f"scores must be floating point, got {scores.dtype}")
+    scores = scores.double()
     y = y.to(scores.device).long()
     true = scores.gather(1, y[:, None])[:, 0]
     others = scores.scatter(1, y[:, None], float("-inf"))
@@ -153,7 +157,8 @@ def predict_scores(model: torch.nn.Module, x: torch.Tensor, *, batch_size: int =
 
 
 def margins(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
-    """Per-sample margin ``g(x)_y - max_{j != y} g(x)_j`` (CPU tensor in the scores' dtype)."""
+    """Per-sample margin ``g(x)_y - max_{j != y} g(x)_j`` (CPU float64 tensor, from the scores in
+    the model's dtype)."""
     _check_xy(x, y)
     return margins_from_scores(predict_scores(model, x, batch_size=batch_size), y.cpu())
 

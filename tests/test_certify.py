@@ -41,9 +41,9 @@ MARGINS = torch.tensor([1.5, 0.7, 0.7, 0.0, -3.0])
 
 def test_margins_and_radii_hand_built():
     model = FirstCoordinates(3)
-    assert torch.allclose(margins(model, X, Y), MARGINS)
+    assert torch.allclose(margins(model, X, Y), MARGINS.double())
     radii = certified_radii(model, X, Y, lipschitz=1.0)
-    assert torch.allclose(radii, MARGINS.clamp_min(0) / math.sqrt(2))
+    assert torch.allclose(radii, MARGINS.double().clamp_min(0) / math.sqrt(2))
 
 
 @pytest.mark.parametrize("eps,expected", [
