@@ -76,7 +76,9 @@ def _known_lipschitz_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
     from deep import layers, models
     leaves = layers.lipschitz_layer_types() + (nn.Flatten, nn.Identity, nn.ZeroPad2d)
-    containers = (nn.Sequential, models.LipschitzConvNet, models.AOLMLP)
+    # data-parallel wrappers only forward to their ``module``
+    containers = (nn.Sequential, models.LipschitzConvNet, models.AOLMLP, nn.DataParallel,
+                  nn.parallel.DistributedDataParallel)
     return leaves, containers
 
 

@@ -223,3 +223,13 @@ def test_labels_must_be_integer_indices_one_per_row():
         cra_curve(model, X, Y[:4], [0.1], lipschitz=1.0)
     with pytest.raises(TypeError, match="y must be a torch tensor"):
         certified_radii(model, X, Y.tolist(), lipschitz=1.0)
+
+
+def test_data_parallel_wrapper_of_a_lipschitz_model_is_accepted():
+    torch.manual_seed(0)
+    mlp = build_model("aol_mlp", {"in_channels": 1, "input_size": 8, "num_classes": 10, "depth": 2,
+                                  "width": 16, "pad_to": None})
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3])
+    wrapped = nn.DataParallel(mlp)            # on a CPU-only machine it just calls the module
+    torch.testing.assert_close(certified_radii(wrapped, x, y), certified_radii(mlp, x, y))
