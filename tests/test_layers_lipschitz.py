@@ -425,9 +425,15 @@ def test_cpl_train_mode_is_not_certified_and_certificates_use_eval_state():
     from deep.certify import certified_radii
     from deep.models import build_model, input_config
 
-    layer = CPLConv2d(2, 3, 3).double()
+    layer = CPLConv2d(2, 3, 3, init="kaiming").double()
+    with torch.no_grad():
+        layer.bias.fill_(1e3)                                 # all units active
+    shape = (2, 5, 5)
     assert layer.training and not layer.certified
+    train_norm = _eval_jacobian_norm_in_place(layer, shape, torch.zeros(shape, dtype=torch.float64))
+    assert train_norm > 1.05, train_norm                      # why training mode claims nothing
     assert layer.eval().certified
+    assert _eval_jacobian_norm_in_place(layer, shape, torch.zeros(shape, dtype=torch.float64)) <= 1 + 1e-12
     torch.manual_seed(0)
     model = build_model("cpl_convnet", {**input_config("mnist"), "base_width": 4, "blocks": 2,
                                         "convs_per_block": 1, "input_size": 8, "in_channels": 1})
