@@ -59,7 +59,8 @@ def test_cra_hand_built(eps, expected):
 
 def test_cra_lipschitz_parameter_rescales():
     model = FirstCoordinates(3, scale=2.0)      # 2-Lipschitz: margins double, radii unchanged
-    assert torch.allclose(certified_radii(model, X, Y, lipschitz=2.0), certified_radii(FirstCoordinates(3), X, Y, lipschitz=1.0))
+    assert torch.allclose(certified_radii(model, X, Y, lipschitz=2.0),
+                          certified_radii(FirstCoordinates(3), X, Y, lipschitz=1.0))
     # radii 1.06, 0.49, 0.49 with the true constant; claiming L = 1 would wrongly double them
     assert certified_robust_accuracy(model, X, Y, 0.6, lipschitz=2.0) == pytest.approx(1 / 5)
     assert certified_robust_accuracy(model, X, Y, 0.6, lipschitz=1.0) == pytest.approx(3 / 5)
