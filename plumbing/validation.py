@@ -63,19 +63,22 @@ def check_array(name: str, value, *, ndim: int | None = None, min_len: int = 1,
 
 
 def check_norm(name: str, value) -> str:
-    """Normalise a perturbation/metric norm: "2" or 2 -> "2"; "inf" or float("inf") -> "inf".
-    Anything else raises ValueError (TypeError for a non-string, non-number) naming ``name``."""
+    """Normalise an l_p norm choice to ``"2"`` or ``"inf"``.
+
+    Accepted: the strings ``"2"`` and ``"inf"``, the number 2 (int, float or numpy scalar) and
+    infinity (``float("inf")``, ``np.inf``). Anything else raises, naming ``name``: a string or
+    number outside these (e.g. ``"1"``, ``"linf"``, 1) a ValueError listing the allowed values,
+    another type (bool, None, a list) a TypeError."""
+    allowed = "'2', 'inf', 2 or float('inf')"
     if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("2", "2.0", "l2"):
-            return "2"
-        if text in ("inf", "linf", "infinity"):
-            return "inf"
-        raise ValueError(f"{name} must be \"2\" or \"inf\" (or 2, float('inf')); got {value!r}")
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be \"2\" or \"inf\" (or 2, float('inf')); got {value!r}")
-    if float(value) == 2.0:
+        if value in ("2", "inf"):
+            return value
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        raise TypeError(f"{name} must be one of {allowed}; got {type(value).__name__} {value!r}")
+    v = float(value)
+    if v == 2.0:
         return "2"
-    if float(value) == math.inf:
+    if v == math.inf:
         return "inf"
-    raise ValueError(f"{name} must be \"2\" or \"inf\" (or 2, float('inf')); got {value!r}")
+    raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
