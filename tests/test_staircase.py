@@ -141,3 +141,34 @@ def test_cli_small_run_schema(tmp_path):
         assert {"method", "n", "test_mse", "test_mse_ci95", "robust_test_mse"} <= set(r)
         assert r["robust_test_mse"] >= r["test_mse"] - 1e-12
     assert not (tmp_path / "s.json.ckpt").exists()
+
+
+def test_run_resumes_from_checkpoint(tmp_path, monkeypatch):
+    import simulate.staircase as cmd
+
+    out = tmp_path / "r.json"
+    argv = ["--n-grid", "12,16", "--trials", "2", "--json", str(out)]
+    real = cmd.fit
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2 * len(METHODS) + 1:      # interrupt inside the third (n, trial)
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(cmd, "fit", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        cmd.main(argv)
+    assert (tmp_path / "r.json.ckpt").is_file() and not out.exists()
+    calls["n"] = -10 ** 6
+    assert cmd.main(argv) == 0
+    assert calls["n"] == -10 ** 6 + 2 * len(METHODS)   # only the two missing (n, trial) were fitted
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds_mean"} for r in rows]
+
+    first = strip(json.loads(out.read_text())["rows"])
+    monkeypatch.setattr(cmd, "fit", real)
+    out2 = tmp_path / "s.json"
+    assert cmd.main(argv[:-1] + [str(out2)]) == 0
+    assert strip(json.loads(out2.read_text())["rows"]) == first

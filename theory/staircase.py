@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from scipy.interpolate import BSpline
-from scipy.optimize import Bounds, LinearConstraint, minimize
+from scipy.optimize import LinearConstraint, minimize
 from scipy.stats import norm as _normal
 
 from plumbing.validation import check_choice, check_float, check_int
