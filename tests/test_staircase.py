@@ -172,3 +172,15 @@ def test_run_resumes_from_checkpoint(tmp_path, monkeypatch):
     out2 = tmp_path / "s.json"
     assert cmd.main(argv[:-1] + [str(out2)]) == 0
     assert strip(json.loads(out2.read_text())["rows"]) == first
+
+
+@pytest.mark.parametrize("method", ["gr", "llr"])
+def test_local_methods_descend_from_the_natural_fit(method):
+    """GR and LLR are solved locally from the natural fit: the result must not be worse than the
+    start on their own objective, and (LLR) strictly better when the penalty is active."""
+    x, y = _data(60, 2)
+    nat = fit("natural", x, y, SPEC)
+    th = fit(method, x, y, SPEC)
+    assert objective(method, th, x, y, SPEC) <= objective(method, nat, x, y, SPEC) + 1e-12
+    if method == "llr":
+        assert objective(method, th, x, y, SPEC) < objective(method, nat, x, y, SPEC) - 1e-6
