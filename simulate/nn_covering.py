@@ -16,15 +16,16 @@ the exact uniform coverage (bisection, exact).
     python -m simulate.nn_covering [--d 1,2,3,4] [--delta 0.2,0.1] [--trials 5] [--seed 0]
                                     [--json results/nn_covering.json]
 
-Resumable: rows are checkpointed to --checkpoint (default: <json>.ckpt) and reused by a rerun
-with the same settings; same seed, same numbers (each row has its own seed derived from
-(seed, d, δ, n)).
+Resumable: each finished row is saved in the folder --checkpoint (default: <json>.ckpt) and reused
+by a rerun with the same settings; --engine ray runs the rows as parallel Ray tasks. Same seed,
+same numbers on either engine (each row has its own seed derived from (seed, d, δ, n)).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,8 @@ from theory.box_covering import (bound_sample_size, coverage_bound, n_boxes, sim
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, int_sci, run_main
 from theory.constants import THM2_SAMPLE_FACTOR, THM2_TARGET_ROBUST_ACC
 from plumbing.io import atomic_write_json, provenance, read_json
-from plumbing.progress import progress
+from plumbing.sweep import add_engine_args, check_engine_args, run_sweep
+from simulate.sweeps import THM2, Thm2Config
 from theory.robust_distributions import GridRobustDistribution, uniform_cube
 
 PROG = "python -m simulate.nn_covering"
@@ -137,13 +139,19 @@ def main(argv=None) -> int:
                     help="skip (d, delta) whose Theorem 2 size 37*ceil(1/delta)^d exceeds this")
     ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
     ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON")
-    ap.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default <json>.ckpt)")
+    ap.add_argument("--checkpoint", metavar="PATH",
+                    help="checkpoint folder, one JSON per finished row (default <json>.ckpt)")
+    add_engine_args(ap)
     args = ap.parse_args(argv)
+    engine = check_engine_args(args)
 
     t0 = time.perf_counter()
-    settings = {k: v for k, v in vars(args).items() if k not in ("json", "checkpoint", "max_n")}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("json", "checkpoint", "max_n", "engine", "address", "workers")}
     ckpt_path = Path(args.checkpoint) if args.checkpoint else (Path(args.json + ".ckpt") if args.json else None)
-    ckpt = Checkpoint(ckpt_path, settings)
+    if ckpt_path is not None and ckpt_path.is_file():
+        raise UsageError(f"checkpoint {ckpt_path} is a file from an older version; the checkpoint "
+                         "is now a folder of one JSON per row: delete the file and rerun")
 
     combos, skipped = [], []
     for d in args.d:
@@ -158,27 +166,12 @@ def main(argv=None) -> int:
         print(f"{PROG}: note: skipping d={s['d']} delta={s['delta']} (n_thm2={s['n_thm2']} > "
               f"--max-n {args.max_n})", file=sys.stderr)
 
-    jobs = [(d, delta, dist, n) for d, delta, dist in combos for n in size_grid(d, delta, args.halvings)]
-    rows = []
-    for d, delta, dist, n in progress(jobs, desc="nn_covering"):
-        key = f"{d}|{delta!r}|{n}"
-        row = ckpt.get(key)
-        if row is None:
-            res = simulate_theorem2(dist.sample, d, delta, n, trials=args.trials, n_test=args.n_test,
-                                    seed=row_seed(args.seed, d, delta, n))
-            row = {
-                "d": d, "delta": delta, "n": n,
-                "n_over_thm2": n / theorem2_sample_size(d, delta),
-                "certified_robust_accuracy": res.certified_robust_accuracy.mean,
-                "certified_robust_accuracy_stderr": res.certified_robust_accuracy.stderr,
-                "near_fraction": res.near_fraction.mean,
-                "coverage": res.coverage.mean,
-                "coverage_stderr": res.coverage.stderr,
-                "coverage_uniform_exact": uniform_coverage_exact(d, delta, n),
-                "coverage_bound": coverage_bound(d, delta, n),
-            }
-            ckpt.put(key, row)
-        rows.append(row)
+    configs = [Thm2Config(d=d, delta=delta, n=n, trials=args.trials, n_test=args.n_test,
+                          distribution=args.distribution,
+                          cells=getattr(dist, "cells_per_axis", 1), classes=args.classes,
+                          dist_seed=args.seed, seed=row_seed(args.seed, d, delta, n))
+               for d, delta, dist in combos for n in size_grid(d, delta, args.halvings)]
+    rows = run_sweep(THM2, configs, state_dir=ckpt_path, desc="nn_covering", **engine)
 
     summary = []
     for d, delta, dist in combos:
@@ -230,7 +223,8 @@ def main(argv=None) -> int:
             "settings": settings,
             "provenance": provenance(seed=args.seed, wall_seconds=time.perf_counter() - t0, device="cpu"),
         })
-    ckpt.done()
+    if ckpt_path is not None:
+        shutil.rmtree(ckpt_path, ignore_errors=True)     # finished: the rows are in the JSON
     return 0
 
 

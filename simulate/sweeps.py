@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from plumbing.experiment import ConfigMixin, Experiment
-from plumbing.validation import check_choice, check_int
+from plumbing.validation import check_choice, check_float, check_int
 
 
 # ---- P&L Theorem 1 (No Free Robustness) sweep: one run per n at fixed d --------------------
@@ -49,6 +49,76 @@ def thm1_sweep_result(base, points: list) -> dict:
     }
 
 
+
+
+# ---- P&L Theorem 2: 1-NN certified robust accuracy, one run per (d, delta, n) ----------------
+
+THM2_DISTRIBUTIONS = ("grid", "uniform")
+
+
+@dataclass(frozen=True)
+class Thm2Config(ConfigMixin):
+    """One row of ``python -m simulate.nn_covering``: ``trials`` training sets of size ``n`` of
+    the delta-robust distribution (``distribution``, ``cells`` per axis already resolved,
+    ``classes``, labelling seed ``dist_seed``), 1-NN certified at delta/2 (P&L Theorem 2,
+    supplementary Section 12); ``seed`` is the row's own seed."""
+    d: int
+    delta: float
+    n: int
+    trials: int = 5
+    n_test: int = 500
+    distribution: str = "grid"
+    cells: int = 1
+    classes: int = 2
+    dist_seed: int = 0
+    seed: int = 0
+    KEY_PREFIX = "thm2"
+
+    def __post_init__(self):
+        check_int("d", self.d, min_value=1)
+        check_float("delta", self.delta, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_int("n", self.n, min_value=1)
+        check_int("trials", self.trials, min_value=2)
+        check_int("n_test", self.n_test, min_value=1)
+        check_choice("distribution", self.distribution, THM2_DISTRIBUTIONS)
+        check_int("cells", self.cells, min_value=1)
+        check_int("classes", self.classes, min_value=1)
+        check_int("dist_seed", self.dist_seed, min_value=0)
+        check_int("seed", self.seed, min_value=0)
+
+
+def thm2_distribution(config: Thm2Config):
+    """The distribution of a row (as ``simulate.nn_covering.make_distribution`` builds it)."""
+    from theory.robust_distributions import GridRobustDistribution, uniform_cube
+
+    if config.distribution == "uniform":
+        return uniform_cube(config.d, config.delta)
+    return GridRobustDistribution(d=config.d, delta=config.delta, cells_per_axis=config.cells,
+                                  n_classes=config.classes, seed=config.dist_seed)
+
+
+def thm2_run(config: Thm2Config, workdir=None) -> dict:
+    """One row: ``theory.box_covering.simulate_theorem2`` plus the exact coverage and the bound."""
+    from theory.box_covering import (coverage_bound, simulate_theorem2, theorem2_sample_size,
+                                     uniform_coverage_exact)
+
+    c = config
+    res = simulate_theorem2(thm2_distribution(c).sample, c.d, c.delta, c.n, trials=c.trials,
+                            n_test=c.n_test, seed=c.seed)
+    return {
+        "d": c.d, "delta": c.delta, "n": c.n,
+        "n_over_thm2": c.n / theorem2_sample_size(c.d, c.delta),
+        "certified_robust_accuracy": res.certified_robust_accuracy.mean,
+        "certified_robust_accuracy_stderr": res.certified_robust_accuracy.stderr,
+        "near_fraction": res.near_fraction.mean,
+        "coverage": res.coverage.mean,
+        "coverage_stderr": res.coverage.stderr,
+        "coverage_uniform_exact": uniform_coverage_exact(c.d, c.delta, c.n),
+        "coverage_bound": coverage_bound(c.d, c.delta, c.n),
+    }
+
+
+THM2 = Experiment("thm2", run=thm2_run)
 
 
 # ---- YRZSC Table 1 separation, sharded over the queries ------------------------------------
