@@ -454,6 +454,9 @@ def add_run_args(ap, *, default_lr: float | None = None) -> None:
                     help="keep each run's checkpoint after it finished (default: delete it)")
     ap.add_argument("--summary", default=None, help="summary JSON path (default <out>/summary.json)")
     ap.add_argument("--note", default=None, help="free text stored in the summary (e.g. 'reduced CPU run')")
+    from plumbing.sweep import add_engine_args
+
+    add_engine_args(ap)      # --engine local|ray, --address, --workers (deep.experiments.grid)
 
 
 def check_models(models) -> None:
