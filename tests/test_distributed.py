@@ -252,3 +252,32 @@ def test_worker_killed_mid_sweep_loses_nothing(ray_local, tmp_path):
     assert [r["total"] for r in res] == [r["total"] for r in run_sweep(COUNT, cfg)]
     again = run_sweep(COUNT, cfg, engine="ray", workers=2, state_dir=tmp_path / "count")
     assert again == res                                      # restarted sweep: all skipped
+
+
+def _strip_run(rec: dict) -> dict:
+    """A run's JSON without wall-clock fields (provenance, per-epoch seconds)."""
+    rec = _strip(rec)
+    rec["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in rec["history"]]
+    return rec
+
+
+def test_tiny_scaling_law_grid_ray_equals_local(ray_local, mnist_root, tmp_path):
+    """A 2-run scaling-law grid (aol_mlp at n = 32 and 64, --tiny): one Ray task per run, MNIST
+    put in the object store once; every run's JSON (history, CRA, accuracies) equals the local
+    engine's exactly."""
+    from deep.experiments.scaling_law import main
+
+    common = ["--tiny", "--models", "aol_mlp", "--sizes", "32,64", "--data-root", str(mnist_root)]
+    main(common + ["--out", str(tmp_path / "local")])
+    main(common + ["--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"])
+    names = sorted(p.name for p in (tmp_path / "local").glob("mnist_*[0-9a-f].json"))
+    assert len(names) == 2
+    assert names == sorted(p.name for p in (tmp_path / "ray").glob("mnist_*[0-9a-f].json"))
+    for nm in names:
+        a = json.loads((tmp_path / "local" / nm).read_text())
+        b = json.loads((tmp_path / "ray" / nm).read_text())
+        assert _strip_run(a) == _strip_run(b), nm
+    sa = json.loads((tmp_path / "local" / "summary.json").read_text())["runs"]
+    sb = json.loads((tmp_path / "ray" / "summary.json").read_text())["runs"]
+    assert [{k: v for k, v in r.items() if k != "wall_seconds"} for r in sa] == \
+           [{k: v for k, v in r.items() if k != "wall_seconds"} for r in sb]

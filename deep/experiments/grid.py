@@ -7,7 +7,9 @@ device is a :class:`PLJob`, a frozen, validated config; :func:`pl_job_run` is it
 build the list of jobs of their grid and hand it to :func:`run_grid`, which runs them one after
 the other (``--engine local``) or as Ray tasks (``--engine ray``: one GPU per CUDA run, one CPU
 otherwise). With Ray the datasets are read once by the driver and put in the object store once;
-every task of a node reads that copy instead of the files.
+every task of a node reads that copy instead of the files. CPU runs use the driver's number of
+torch threads (float sums depend on it), so a run's numbers equal the local engine's bit for bit
+on the same machine.
 """
 from __future__ import annotations
 
@@ -52,12 +54,18 @@ def _preload(splits) -> None:
                                    torch.from_numpy(np.asarray(labels, dtype=np.int64)))
 
 
-def pl_job_run(job: PLJob, workdir=None, *, splits=None) -> dict:
-    """Train and evaluate one run (``pl_runs.run``); returns its result dict."""
+def pl_job_run(job: PLJob, workdir=None, *, splits=None, torch_threads=None) -> dict:
+    """Train and evaluate one run (``pl_runs.run``); returns its result dict.
+
+    ``torch_threads``: intra-op threads (Ray starts workers with one); CPU float sums depend on
+    how they are split over threads, so the Ray engine passes the driver's count and a run gives
+    the local engine's numbers bit for bit on the same machine."""
     import torch
 
     from deep.experiments import pl_runs
 
+    if torch_threads is not None and torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
     _preload(splits)
     device = torch.device(job.device)
     if device.type == "cuda" and device.index is None:
@@ -95,4 +103,8 @@ def run_grid(args, common, device, run_configs) -> list[dict]:
                 splits[(ds, split, str(common.data_root))] = load_dataset(ds, split,
                                                                           common.data_root)
         shared["splits"] = splits
+        if str(device).startswith("cpu"):
+            import torch
+
+            shared["torch_threads"] = torch.get_num_threads()
     return run_sweep(PL_RUN, jobs, shared=shared, desc="runs", **engine)
