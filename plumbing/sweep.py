@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -102,7 +103,8 @@ class Engine:
         if self.engine == "ray":
             self.ray = require_ray()
             if not self.ray.is_initialized():
-                kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+                kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "logging_level": logging.WARNING}
                 if self.address is None:
                     if self.workers is not None:
                         kw["num_cpus"] = self.workers
