@@ -254,7 +254,14 @@ def run_sweep(experiment: Experiment, configs: Sequence, *, engine: str = "local
                     pending[task] = i
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for t in done:
-                    finish(pending.pop(t), ray.get(t))
+                    try:
+                        res = ray.get(t)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = getattr(exc, "cause", None)   # the run's own exception
+                        if isinstance(cause, Exception):
+                            raise cause from None
+                        raise
+                    finish(pending.pop(t), res)
                     bar.update(1)
     bar.close()
     return results

@@ -281,3 +281,17 @@ def test_tiny_scaling_law_grid_ray_equals_local(ray_local, mnist_root, tmp_path)
     sb = json.loads((tmp_path / "ray" / "summary.json").read_text())["runs"]
     assert [{k: v for k, v in r.items() if k != "wall_seconds"} for r in sa] == \
            [{k: v for k, v in r.items() if k != "wall_seconds"} for r in sb]
+
+
+def _fails(config, workdir=None):
+    raise ValueError(f"bad setting in {config.name}")
+
+
+FAILS = Experiment("fails", run=_fails)
+
+
+def test_error_in_a_ray_task_is_the_runs_own_error(ray_local):
+    """A run that raises ValueError on a worker surfaces as that ValueError (so the command's
+    one-line error names it), not as a wrapped Ray traceback."""
+    with pytest.raises(ValueError, match="^bad setting in x$"):
+        run_sweep(FAILS, [CountConfig("x")], engine="ray", workers=2, max_retries=0)
