@@ -176,6 +176,26 @@ def test_engine_options_need_ray_engine():
         main(THM1_ARGS + ["--workers", "2"])
 
 
+def test_thm1_checkpoint_folder_resumes_and_names_corrupt_files(tmp_path):
+    from plumbing.cli import run_main
+    from simulate.no_free_robustness import main
+
+    ck = tmp_path / "ck"
+    main(THM1_ARGS + ["--checkpoint", str(ck), "--json", str(tmp_path / "a.json")])
+    files = sorted(ck.glob("thm1-*.json"))
+    assert len(files) == 4                                  # one per n
+    main(THM1_ARGS + ["--checkpoint", str(ck), "--json", str(tmp_path / "b.json")])
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert _strip(a) == _strip(b)
+    files[0].write_text("{")
+    with pytest.raises(SystemExit) as exc:
+        run_main(main, THM1_ARGS + ["--checkpoint", str(ck)], prog="p")
+    assert exc.value.code == 2
+    (tmp_path / "f").write_text("{}")
+    with pytest.raises(UsageError, match="folder"):
+        main(THM1_ARGS + ["--checkpoint", str(tmp_path / "f")])
+
+
 def test_core_commands_do_not_import_ray():
     code = ("import sys; from simulate.no_free_robustness import main; "
             f"main({THM1_ARGS!r}); assert 'ray' not in sys.modules, 'ray imported'")
