@@ -85,6 +85,15 @@ def _noise(xb, gen):
     return xb + 0.1 * torch.randn(xb.shape, generator=gen)
 
 
+def _adv_loss(model, xb, yb):
+    """Adversarial-training shape (deep.methods RST/TRADES): an input gradient, then two
+    forward passes of the (DDP-wrapped) model contributing to one loss."""
+    xa = xb.clone().requires_grad_(True)
+    g, = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xa), yb), xa)
+    xa = (xb + 0.1 * g.sign()).detach()
+    return _loss(model, xb, yb) + 0.5 * _loss(model, xa, yb)
+
+
 _DDP_CFG = dict(epochs=3, batch_size=16, lr=0.3, seed=4)
 
 
@@ -96,7 +105,7 @@ def _ddp_worker(rank, world, init_file, out_dir):
         torch.set_num_threads(1)
         x, y = _ddp_problem()
         model = _ddp_model()
-        hist = fit(model, _loss, x, y, TrainConfig(**_DDP_CFG), augment=_noise,
+        hist = fit(model, _adv_loss, x, y, TrainConfig(**_DDP_CFG), augment=_noise,
                    checkpoint=f"{out_dir}/ck.pt")
         torch.save({"state": model.state_dict(), "loss": [h["train_loss"] for h in hist]},
                    f"{out_dir}/rank{rank}.pt")
@@ -106,13 +115,14 @@ def _ddp_worker(rank, world, init_file, out_dir):
 
 def test_two_process_ddp_equals_one_process(tmp_path):
     """2 processes on the CPU (gloo): each trains on half of every global batch of 16 (the last,
-    uneven batch of 5: 2 + 3); the parameters equal one process's up to reduction order (1e-5),
+    uneven batch of 5: 2 + 3), with an adversarial-training-shaped loss; the parameters equal
+    one process's up to reduction order (1e-5),
     the epoch losses agree, both ranks hold the same model, and rank 0 wrote the checkpoint."""
     import torch.multiprocessing as mp
 
     x, y = _ddp_problem()
     ref = _ddp_model()
-    ref_hist = fit(ref, _loss, x, y, TrainConfig(**_DDP_CFG), augment=_noise)
+    ref_hist = fit(ref, _adv_loss, x, y, TrainConfig(**_DDP_CFG), augment=_noise)
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
