@@ -22,8 +22,6 @@ same numbers on either engine (each row has its own seed derived from (seed, d, 
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
 import sys
@@ -36,40 +34,12 @@ from theory.box_covering import (bound_sample_size, coverage_bound, n_boxes, sim
                                  theorem2_sample_size, uniform_coverage_exact, uniform_n_for_coverage)
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, int_sci, run_main
 from theory.constants import THM2_SAMPLE_FACTOR, THM2_TARGET_ROBUST_ACC
-from plumbing.io import atomic_write_json, provenance, read_json
+from plumbing.io import atomic_write_json, provenance
 from plumbing.sweep import add_engine_args, check_engine_args, run_sweep
 from simulate.sweeps import THM2, Thm2Config
 from theory.robust_distributions import GridRobustDistribution, uniform_cube
 
 PROG = "python -m simulate.nn_covering"
-
-
-class Checkpoint:
-    """Rows keyed by string, stored atomically as JSON with a fingerprint of the settings."""
-
-    def __init__(self, path: Path | None, settings: dict):
-        self.path = path
-        self.fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-        self.rows: dict = {}
-        if path is not None and path.is_file():
-            try:
-                data = read_json(path)
-            except (OSError, ValueError):
-                data = {}
-            if data.get("fingerprint") == self.fingerprint:
-                self.rows = data.get("rows", {})
-
-    def get(self, key):
-        return self.rows.get(key)
-
-    def put(self, key, row) -> None:
-        self.rows[key] = row
-        if self.path is not None:
-            atomic_write_json(self.path, {"fingerprint": self.fingerprint, "rows": self.rows})
-
-    def done(self) -> None:
-        if self.path is not None and self.path.is_file():
-            self.path.unlink()
 
 
 def row_seed(seed: int, *parts) -> int:
