@@ -29,7 +29,6 @@ import argparse
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -266,9 +265,3 @@ def run_sweep(experiment: Experiment, configs: Sequence, *, engine: str = "local
     bar.close()
     return results
 
-
-def timed(fn, *a, **kw):
-    """(result, seconds) of ``fn(*a, **kw)``."""
-    t0 = time.perf_counter()
-    out = fn(*a, **kw)
-    return out, time.perf_counter() - t0
