@@ -43,7 +43,7 @@ from theory.constants import NN_EXACT_L2_RADII, YANG_EPS_LINF
 from theory.nn_exact import exact_1nn, same_label_neighbours
 from theory.separation import nearest_other_label
 
-from .nn_covering import Checkpoint
+from .json_checkpoint import Checkpoint
 
 PROG = "python -m simulate.nn_exact_robustness"
 DATASETS = ("mnist", "fashion-mnist")

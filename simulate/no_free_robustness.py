@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from plumbing.cli import (OneLineArgumentParser, UsageError, csv_list, float_range, int_sci,
                         run_main)
+from plumbing.sweep import add_engine_args, check_engine_args
+from simulate.sweeps import THM1, thm1_sweep_configs, thm1_sweep_result
 
 PROG = "python -m simulate.no_free_robustness"
 SWEEP_DEFAULT_D = 12
@@ -65,7 +68,9 @@ def build_parser() -> OneLineArgumentParser:
     ap.add_argument("--sweep-n", type=csv_list(int_sci(1, "--sweep-n"), "--sweep-n"), default=None,
                     help="n values of the sweep (default: powers of 2 from 2^(d-7) to 2^(d+3))")
     ap.add_argument("--checkpoint", metavar="PATH",
-                    help="with --sweep: save each finished n here and resume from it")
+                    help="with --sweep: a folder; each finished n is saved there (one JSON per n) "
+                         "and a rerun resumes from it")
+    add_engine_args(ap)
     return ap
 
 
@@ -148,8 +153,14 @@ def main(argv=None) -> int:
         raise UsageError("--n is not used with --sweep; give the n values with --sweep-n")
     if not args.sweep and (args.sweep_n is not None or args.checkpoint is not None):
         raise UsageError("--sweep-n and --checkpoint need --sweep")
-    from theory.hypercube_simulation import (DEFAULT_LEARNERS, SweepConfig, Thm1Config, run_sweep,
-                                             run_trials)
+    engine = check_engine_args(args)
+    if engine["engine"] != "local" and not args.sweep:
+        raise UsageError("--engine ray runs sweeps; add --sweep")
+    if args.checkpoint is not None and Path(args.checkpoint).is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint}: must be a folder (one JSON per n), "
+                         "not a file")
+    from theory.hypercube_simulation import DEFAULT_LEARNERS, Thm1Config, run_trials
+    from plumbing.sweep import run_sweep
     from plumbing.io import atomic_write_json, provenance
 
     args.learners = list(DEFAULT_LEARNERS) if args.learners is None else args.learners
@@ -160,8 +171,9 @@ def main(argv=None) -> int:
         base = Thm1Config(n=1, delta=args.delta, eps=args.eps, trials=args.trials,
                           test_size=args.test_size, learners=tuple(args.learners), seed=args.seed,
                           k=args.k, fallback=args.fallback, d=d)
-        res = run_sweep(SweepConfig(base=base, ns=tuple(args.sweep_n or ())),
-                        checkpoint=args.checkpoint)
+        points = run_sweep(THM1, thm1_sweep_configs(base, args.sweep_n), state_dir=args.checkpoint,
+                           desc="sweep", **engine)
+        res = thm1_sweep_result(base, points)
         text = format_sweep(res)
     else:
         cfg = Thm1Config(n=10_000 if args.n is None else args.n, delta=args.delta, eps=args.eps,

@@ -33,7 +33,8 @@ from plumbing.progress import progress
 from plumbing.validation import check_int
 from theory.staircase import METHODS, StaircaseSpec, evaluate, fit, objective
 
-from .nn_covering import Checkpoint, row_seed
+from .json_checkpoint import Checkpoint
+from .nn_covering import row_seed
 
 PROG = "python -m simulate.staircase"
 MAX_N = 20000

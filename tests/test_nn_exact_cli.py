@@ -78,3 +78,15 @@ def test_theorem2_exact_uses_the_same_sets_as_simulate_theorem2():
     ref = simulate_theorem2(dist.sample, 2, 0.2, 60, trials=2, n_test=15, seed=3)
     assert ex["linf_nn_certified"][0] == pytest.approx(ref.certified_robust_accuracy.mean)
     assert ex["l2_nn_certified"][0] <= ex["l2_nn_exact"][0]
+
+
+def test_nn_covering_exact_columns(capsys):
+    from simulate.nn_covering import main as covering_main
+
+    assert covering_main(["--d", "1", "--delta", "0.1", "--trials", "2", "--n-test", "10",
+                          "--halvings", "2", "--exact"]) == 0
+    out = capsys.readouterr().out
+    assert "l2NN EXACT" in out
+    row = [ln for ln in out.splitlines() if ln.strip().startswith("1 ")][0].split()
+    lb, exact = float(row[-2]), float(row[-1])
+    assert 0 <= lb <= exact <= 1
