@@ -1,6 +1,6 @@
 """A small resumable checkpoint: rows keyed by string in one JSON file, written atomically, with
 a fingerprint of the settings so that a rerun with other settings starts afresh (used by
-``simulate.nn_exact_robustness`` and ``simulate.staircase``)."""
+``simulate.nn_exact_robustness``, ``simulate.staircase`` and ``simulate.nn_distance_scaling``)."""
 from __future__ import annotations
 
 import hashlib

@@ -37,7 +37,7 @@ from theory.nn_scaling import (centre_median_nn_distance, check_sizes, embedded_
                                random_orthonormal, slope_intrinsic_dimension, unit_ball_volume)
 from plumbing.progress import progress
 
-from .nn_covering import Checkpoint
+from .json_checkpoint import Checkpoint
 
 PROG = "python -m simulate.nn_distance_scaling"
 DATASETS = ("synthetic", "mnist", "fashion-mnist", "cifar10")
