@@ -15,14 +15,16 @@ import time
 
 from plumbing.cli import OneLineArgumentParser, csv_list, float_range, int_sci, run_main
 from theory.constants import EPS_L2_DEFAULT, MNIST_L2_EPS_LARGE, YANG_EPS_LINF
-from plumbing.datasets import load_dataset
+from plumbing.datasets import dataset_arg, load_splits_with_fidelity
 from theory.distance_classifier import certified_accuracy
 from plumbing.io import atomic_write_json, provenance
 
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog="python -m simulate.distance_classifier", description=__doc__)
-    ap.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "cifar10", "svhn"))
+    ap.add_argument("--dataset", default="mnist", metavar="NAME",
+                    type=dataset_arg("mnist", "fashion-mnist", "cifar10", "svhn"),
+                    help="mnist, fashion-mnist, cifar10, svhn, or imagefolder:<path> (default mnist)")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--n-test", type=int_sci(1, "--n-test"), default=None,
                     help="first N test points (default: all)")
@@ -33,8 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    xtr, ytr = load_dataset(args.dataset, "train", args.data_root)
-    xte, yte = load_dataset(args.dataset, "test", args.data_root)
+    xtr, ytr, xte, yte, fidelity = load_splits_with_fidelity(args.dataset, args.data_root)
+    print(fidelity.line())
     if args.n_test is not None:
         xte, yte = xte[: args.n_test], yte[: args.n_test]
     results = {}
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
               f"{res['clean_accuracy']:.4f}; certified robust {cert} "
               f"(n_test={res['n_test']}, {res['seconds']:.1f} s)")
     if args.json:
-        atomic_write_json(args.json, {"dataset": args.dataset, "results": results,
+        atomic_write_json(args.json, {"dataset": args.dataset, "results": results, **fidelity.as_json(),
                                       "provenance": provenance(wall_seconds=time.perf_counter() - t0,
                                                                device="cpu")})
     return 0

@@ -14,7 +14,8 @@ cube centre, where p(r) = c r^{d*} holds exactly (c = unit-ball volume): the Mon
 the centre's nearest-neighbour distance beside the exact median and the bounds
 (2cn)^{−1/d*} ≤ r* ≤ (cn)^{−1/d*}.
 --dataset mnist: real MNIST train subsets (pixels scaled to [0, 1]) and --queries test images
-(fashion-mnist likewise; cifar10 once a loader is registered in plumbing.datasets).
+(fashion-mnist, cifar10 and imagefolder:<path> likewise; CIFAR-10 from the official python batches
+or from the JPEG image-folder copy, which every output then marks as approximate).
 
     python -m simulate.nn_distance_scaling --dataset mnist [--data-root DIR] [--sizes 64,...]
                                            [--norm 2,angular] [--json PATH]
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing.cli import OneLineArgumentParser, csv_list, int_sci, run_main
+from plumbing.datasets import dataset_arg
 from theory.constants import CIFAR10_INTRINSIC_DIM_REFERENCE
 from theory.intrinsic_dim import levina_bickel
 from plumbing.io import atomic_write_json, provenance
@@ -46,16 +48,17 @@ SYNTH_SIZES = [2 ** k for k in range(6, 14)]
 
 
 def load_points(args, rng):
-    """(train, queries) float arrays for the chosen dataset."""
+    """(train, queries, Fidelity) for the chosen dataset (float arrays)."""
+    from plumbing.fidelity import Fidelity
+
     if args.dataset == "synthetic":
         basis = random_orthonormal(args.d_star, args.ambient, rng)
         train = embedded_uniform(args.sizes[-1], args.d_star, args.ambient, rng, basis)
         queries = embedded_uniform(args.queries, args.d_star, args.ambient, rng, basis)
-        return train, queries
-    from plumbing.datasets import load_dataset
+        return train, queries, Fidelity("synthetic", "unknown", False, "synthetic data")
+    from plumbing.datasets import load_splits_with_fidelity
 
-    xtr, _ = load_dataset(args.dataset, "train", args.data_root)
-    xte, _ = load_dataset(args.dataset, "test", args.data_root)
+    xtr, _, xte, _, fidelity = load_splits_with_fidelity(args.dataset, args.data_root)
     if args.sizes[-1] > len(xtr):
         raise ValueError(f"--sizes must be <= {len(xtr)} ({args.dataset} training images), "
                          f"got {args.sizes[-1]}")
@@ -65,14 +68,14 @@ def load_points(args, rng):
     q = rng.permutation(len(xte))[:args.queries]
     train = xtr[order].reshape(len(order), -1).astype(np.float32) / 255.0
     queries = xte[q].reshape(len(q), -1).astype(np.float32) / 255.0
-    return train, queries
+    return train, queries, fidelity
 
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", choices=DATASETS, default="synthetic",
-                    help="synthetic, or an image dataset of plumbing.datasets (cifar10 needs a "
-                         "registered loader)")
+    ap.add_argument("--dataset", type=dataset_arg(*DATASETS), default="synthetic", metavar="NAME",
+                    help="synthetic, mnist, fashion-mnist, cifar10, or imagefolder:<path> "
+                         "(default synthetic)")
     ap.add_argument("--data-root", default=None, help="dataset root (default $ROBUSTGEN_DATA)")
     ap.add_argument("--sizes", type=csv_list(int_sci(1, "--sizes"), "--sizes"), default=None,
                     help="strictly increasing training-set sizes (default 2^6..2^15 for mnist, "
@@ -111,7 +114,9 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(args.seed)
-    train, queries = load_points(args, rng)
+    train, queries, fidelity = load_points(args, rng)
+    if args.dataset != "synthetic":
+        print(fidelity.line())
     settings = {k: v for k, v in vars(args).items() if k not in ("json", "checkpoint", "data_root")}
     ckpt_path = Path(args.checkpoint) if args.checkpoint else (Path(args.json + ".ckpt") if args.json else None)
     ckpt = Checkpoint(ckpt_path, settings)
@@ -182,7 +187,7 @@ def main(argv=None) -> int:
 
     if args.json:
         atomic_write_json(args.json, {
-            "rows": rows, "summary": summary, "eq26": eq26, "settings": settings,
+            "rows": rows, "summary": summary, "eq26": eq26, "settings": settings, **fidelity.as_json(),
             "provenance": provenance(seed=args.seed, wall_seconds=time.perf_counter() - t0, device="cpu"),
         })
     ckpt.done()

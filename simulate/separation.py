@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from plumbing.cli import OneLineArgumentParser, UsageError, run_main
-from plumbing.datasets import load_dataset
+from plumbing.datasets import dataset_arg, load_splits_with_fidelity
+from plumbing.fidelity import display_name, unknown
 from plumbing.io import atomic_write_json, provenance
 from theory.separation import (conflicting_duplicates, cross_conflicts, drop_conflicts, histogram,
                                random_labels, separation_row)
@@ -42,10 +43,8 @@ def _load(args):
             yte = z["y_test"] if "y_test" in z else None
         if (xte is None) != (yte is None):
             raise UsageError("x_test and y_test must be given together")
-        return xtr, ytr, xte, yte
-    xtr, ytr = load_dataset(args.dataset, "train", args.data_root)
-    xte, yte = load_dataset(args.dataset, "test", args.data_root)
-    return xtr, ytr, xte, yte
+        return xtr, ytr, xte, yte, unknown("npz", str(path), "arrays from an .npz file; no official checksums")
+    return load_splits_with_fidelity(args.dataset, args.data_root)
 
 
 def _validate(xtr, ytr, xte, yte):
@@ -68,7 +67,8 @@ def _validate(xtr, ytr, xte, yte):
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog="python -m simulate.separation", description=__doc__)
-    ap.add_argument("--dataset", required=True, choices=DATASETS)
+    ap.add_argument("--dataset", required=True, type=dataset_arg(*DATASETS), metavar="NAME",
+                    help=f"one of {', '.join(DATASETS)}, or imagefolder:<path> (one folder per class)")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--norm", default="inf", choices=("inf", "2"))
     ap.add_argument("--random-labels", type=int, default=None, metavar="SEED",
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         raise UsageError(f"--random-labels must be a seed >= 0, got {args.random_labels}")
 
     t0 = time.perf_counter()
-    xtr, ytr, xte, yte = _load(args)
+    xtr, ytr, xte, yte, fidelity = _load(args)
     xtr, xte = np.asarray(xtr), None if xte is None else np.asarray(xte)
     ytr, yte = np.asarray(ytr), None if yte is None else np.asarray(yte)
     _validate(xtr, ytr, xte, yte)
@@ -107,6 +107,7 @@ def main(argv=None) -> int:
         pairs["test_train"] = [pairs["test_train"][0], int(kept[pairs["test_train"][1]])]
     label = "random labels (seed %d)" % args.random_labels if args.random_labels is not None else "original labels"
     print(f"{args.dataset} l{args.norm} {label}: n_train={len(xtr)} n_test={0 if xte is None else len(xte)}")
+    print(f"  {fidelity.line()}")
     print(f"  train-train  min {row.train_train_min:.4f}  mean {row.train_train_mean:.4f}  "
           f"pair (train {pairs['train_train'][0]}, train {pairs['train_train'][1]})")
     if xte is not None:
@@ -124,10 +125,11 @@ def main(argv=None) -> int:
         "test_train_min": row.test_train_min, "test_train_mean": row.test_train_mean,
         "argmin_pairs": pairs, "conflicting_duplicates": groups, "test_train_conflicts": cross,
         "seconds": seconds,
+        **fidelity.as_json(),
         "provenance": provenance(seed=args.random_labels, wall_seconds=time.perf_counter() - t0, device="cpu"),
     }
     if args.hist:
-        _hist_png(row, args, Path(args.hist))
+        _hist_png(row, args, Path(args.hist), f"{display_name(args.dataset)}{fidelity.title_suffix()}")
         out["hist"] = str(args.hist)
     if args.json:
         out["train_train_hist"] = [a.tolist() for a in histogram(row.train_train, 50)]
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _hist_png(row, args, path: Path) -> None:
+def _hist_png(row, args, path: Path, data_title: str) -> None:
     import io
 
     import matplotlib
@@ -151,7 +153,7 @@ def _hist_png(row, args, path: Path) -> None:
                             (axes[1], row.test_train, "test-train (Fig. 2)")):
         if vals.size:
             ax.hist(vals, bins=50)
-        ax.set_title(f"{args.dataset} {title}")
+        ax.set_title(f"{data_title} {title}", fontsize=9)
         ax.set_xlabel(f"l{args.norm} distance to nearest other-label train point")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

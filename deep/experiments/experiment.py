@@ -91,7 +91,10 @@ def existing_result(path: Path) -> dict | None:
 def write_result(path: Path, payload: dict, *, seed: int, device: torch.device, started: float,
                  **extra) -> Path:
     """Write ``payload`` plus a ``provenance`` block atomically to ``path``."""
+    from deep.data import loaded_fidelity_json
+
     rec = dict(payload)
+    rec.update({k: v for k, v in loaded_fidelity_json().items() if k not in rec})
     rec["provenance"] = provenance(seed=seed, wall_seconds=time.perf_counter() - started,
                                    device=device_description(device), **extra)
     return atomic_write_json(path, rec)

@@ -463,11 +463,13 @@ def write_summary(args, common, device, started: float, *, experiment: str, pape
     """Write the experiment's summary JSON (all runs plus provenance) atomically; returns its path."""
     import time
 
+    from deep.data import data_fidelity
     from deep.experiments.experiment import device_description
     from plumbing.io import atomic_write_json, provenance
 
+    fidelity = data_fidelity(common.dataset, common.data_root)
     summary = {"experiment": experiment, "paper_ref": paper_ref, "dataset": common.dataset,
-               "tiny": common.tiny, "note": args.note, **extra, "runs": rows,
+               "tiny": common.tiny, "note": args.note, **extra, **fidelity.as_json(), "runs": rows,
                "provenance": provenance(seed=common.seed, wall_seconds=time.perf_counter() - started,
                                         device=device_description(device))}
     path = args.summary or (common.out / "summary.json")
