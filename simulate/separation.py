@@ -148,13 +148,15 @@ def _hist_png(row, args, path: Path, data_title: str) -> None:
 
     from plumbing.io import atomic_write_bytes
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, vals, title in ((axes[0], row.train_train, "train-train (Fig. 5)"),
                             (axes[1], row.test_train, "test-train (Fig. 2)")):
         if vals.size:
             ax.hist(vals, bins=50)
-        ax.set_title(f"{data_title} {title}", fontsize=9)
-        ax.set_xlabel(f"l{args.norm} distance to nearest other-label train point")
+        ax.set_title(f"{data_title}: {title}", fontsize=9)
+        ax.set_xlabel(f"l{args.norm} distance to nearest\nother-label train point")
+        ax.set_ylabel("count")
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
