@@ -89,8 +89,7 @@ def _pca_plot(summary: dict, title: str):
         ax.bar(x + (j - (len(cols) - 1) / 2) * width, vals, width,
                label=f"{MODEL_LABELS.get(m, m)} {k.replace('_36', ' 36/255').replace('_', ' ')}")
     var = {r["subset"]: r["variance_explained"] for r in summary["runs"]}
-    ax.set_xticks(x, [f"PCs {s}
-var. {var[s]:.3f}" for s in subsets], fontsize=8)
+    ax.set_xticks(x, [f"PCs {s}\nvar. {var[s]:.3f}" for s in subsets], fontsize=8)
     ax.set_ylabel("accuracy / CRA")
     ax.set_ylim(0, 1.0)
     ax.grid(axis="y", alpha=0.3)
