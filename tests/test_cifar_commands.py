@@ -162,3 +162,16 @@ def test_deep_result_json_carries_fidelity(cifar_jpeg, tmp_path):
     _check_fidelity(json.loads(path.read_text()))
     _check_fidelity(dd.data_fidelity("cifar10", cifar_jpeg).as_json())
     dd._FIDELITY.clear()
+
+
+def test_separation_fashion_on_mnist_files_exits_2_naming_both(mnist_root, tmp_path, capsys):
+    from plumbing.cli import run_main
+    from simulate.separation import main
+
+    out = tmp_path / "s.json"
+    with pytest.raises(SystemExit) as exc:
+        run_main(main, ["--dataset", "fashion-mnist", "--data-root", str(mnist_root), "--json", str(out)],
+                 prog="sep")
+    assert exc.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "official MNIST" in err[0] and "Fashion-MNIST" in err[0]
