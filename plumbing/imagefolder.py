@@ -146,7 +146,7 @@ def _decode(data: bytes, where: str):
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            if im.mode in ("L", "1", "I;16", "I", "F") and im.mode != "RGB":
+            if im.mode in ("L", "1"):                     # grey-scale stays (H, W)
                 arr = np.asarray(im.convert("L"), dtype=np.uint8)
             else:
                 arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
@@ -156,8 +156,8 @@ def _decode(data: bytes, where: str):
 
 
 def _iter_sources(source: Path):
-    """Yield (split, class, file name, bytes thunk-able) in archive or folder order, with a
-    total count first."""
+    """Yield the number of images first, then (split, class, file name, bytes, where) for each
+    image in archive or folder order."""
     if source.is_file():
         try:
             tar = tarfile.open(source, "r:*")

@@ -81,3 +81,28 @@ def test_yang_cifar_table_rows_are_gpu_and_approximate(results):
     results("tradeoff_table_cifar10_wrn.json", {"config": {}, "approximate": True,
                                                 "rows": [{"method": "at", "test_acc": 83.6}]})
     assert reg.run_claim(c)["verdict"] == "APPROX-AGREES"
+
+
+def test_table1_variance_claim_from_data(monkeypatch):
+    """The 'variance explained' column is computed from the CIFAR-10 training images. Stand-in:
+    8x8x3 images (192 dimensions, so PCs 1-16 of 3072 scale to PCs 1-1) whose variance lies
+    90% in one random direction; the measured fraction must be about 0.9."""
+    import numpy as np
+
+    import plumbing.datasets as pds
+    from paper_checks import claims_pl_experiments as cpe
+    from plumbing.fidelity import Fidelity
+
+    rng = np.random.default_rng(0)
+    n, d = 1000, 192
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    z = rng.normal(size=(n, d)) * np.sqrt(np.r_[0.9, np.full(d - 1, 0.1 / (d - 1))])
+    x = np.clip(np.round(128 + 60 * (z @ q.T)), 0, 255).astype(np.uint8).reshape(n, 8, 8, 3)
+    fid = Fidelity("cifar10", False, True, "CIFAR-10, JPEG-approximate: test stand-in")
+    monkeypatch.setattr(pds, "load_dataset_with_fidelity", lambda *a, **k: (x, np.zeros(n, np.int64), fid))
+    cpe._PCA_CACHE.clear()
+    row = reg.run_claim(_claim("pl-table1-1-16-variance_explained"))
+    cpe._PCA_CACHE.clear()
+    assert row["approximate"] is True and row["verdict"] == "APPROX-DIFFERS"   # 0.9 vs 0.72
+    assert abs(row["measured"] - 0.9) < 0.03
+    assert "1000 CIFAR-10 training images" in row["detail"] and "PCs 1-1" in row["detail"]
