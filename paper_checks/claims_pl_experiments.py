@@ -241,7 +241,7 @@ def _examples_for_90():
 
 register(Claim("pl-sec9.3-examples-for-90-cra", P, "Sec. 9.3, Fig. 7",
                "On MNIST about 234 training examples suffice for 90% certified robust accuracy (36/255)",
-               234, _examples_for_90, "approx", 117, "gpu", units="examples"))
+               234, _examples_for_90, "approx", 117, "gpu", units="examples", kind="reproduction"))
 
 
 def _mnist_small_gain():
@@ -263,7 +263,7 @@ def _mnist_small_gain():
 
 register(Claim("pl-sec9.3-gain-per-doubling-small", P, "Sec. 9.3, Fig. 7",
                "With less data (below ~234 examples) doubling the MNIST training set adds about 7% CRA",
-               0.07, _mnist_small_gain, "approx", 0.03, "gpu"))
+               0.07, _mnist_small_gain, "approx", 0.03, "gpu", kind="reproduction"))
 
 
 def _mnist_peak():
@@ -282,7 +282,7 @@ def _mnist_peak():
 
 register(Claim("pl-sec9.3-peak-at-15k", P, "Sec. 9.3, Fig. 7",
                "On MNIST the models reach their peak certified robust accuracy at about 15k examples",
-               15000, _mnist_peak, "approx", 7500, "gpu", units="examples"))
+               15000, _mnist_peak, "approx", 7500, "gpu", units="examples", kind="reproduction"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,4 +302,4 @@ def _cpu_small_gain():
 register(Claim("pl-sec4.2-cra-grows-with-data-mnist-cpu", P, "Sec. 4.2 / 9.3",
                "Certified robust accuracy grows with the training-set size at fixed compute "
                "(measured: least-squares gain per doubling > 0, reduced CPU MNIST run)",
-               0.0, _cpu_small_gain, "gt", 0.0, "fast"))
+               0.0, _cpu_small_gain, "gt", 0.0, "fast", kind="reproduction"))

@@ -22,8 +22,10 @@ from plumbing.cli import OneLineArgumentParser, UsageError, run_main
 from plumbing.datasets import dataset_arg, load_splits_with_fidelity
 from plumbing.fidelity import display_name, unknown
 from plumbing.io import atomic_write_json, provenance
+from plumbing.sweep import add_engine_args, check_engine_args
+from simulate.sweeps import separation_row_sharded
 from theory.separation import (conflicting_duplicates, cross_conflicts, drop_conflicts, histogram,
-                               random_labels, separation_row)
+                               random_labels)
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "svhn", "npz")
 
@@ -77,7 +79,9 @@ def main(argv=None) -> int:
                     help="drop every training point in a group of exact duplicates with different labels")
     ap.add_argument("--json", default=None)
     ap.add_argument("--hist", default=None, help="PNG with the train-train / test-train histograms")
+    add_engine_args(ap)
     args = ap.parse_args(argv)
+    engine = check_engine_args(args)
     if args.random_labels is not None and args.random_labels < 0:
         raise UsageError(f"--random-labels must be a seed >= 0, got {args.random_labels}")
 
@@ -98,7 +102,7 @@ def main(argv=None) -> int:
         if len(np.unique(ytr)) < 2:
             raise UsageError("after dropping conflicting duplicates only one class is left")
     t1 = time.perf_counter()
-    row = separation_row(xtr, ytr, xte, yte, args.norm)
+    row = separation_row_sharded(xtr, ytr, xte, yte, args.norm, **engine)
     seconds = time.perf_counter() - t1
     pairs = row.argmin_pairs()
     # report indices in the original (undropped) training numbering

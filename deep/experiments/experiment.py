@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from plumbing.cli import UsageError, int_sci
+from plumbing.distributed import is_distributed, is_main_process, world_size
 from plumbing.io import atomic_write_json, provenance, read_json
 from plumbing.validation import check_choice, check_int
 
@@ -68,6 +69,10 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     if dev.type not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu, cuda or cuda:N; got {name!r}")
+    if is_distributed():      # under torchrun: join the job; each rank takes cuda:LOCAL_RANK
+        from deep.trainer import init_distributed
+
+        dev = init_distributed(dev)
     return dev
 
 
@@ -90,11 +95,16 @@ def existing_result(path: Path) -> dict | None:
 
 def write_result(path: Path, payload: dict, *, seed: int, device: torch.device, started: float,
                  **extra) -> Path:
-    """Write ``payload`` plus a ``provenance`` block atomically to ``path``."""
+    """Write ``payload`` plus a ``provenance`` block atomically to ``path`` (under torchrun: on
+    rank 0 only; the other ranks return the path without writing)."""
+    if not is_main_process():
+        return Path(path)
     from deep.data import loaded_fidelity_json
 
     rec = dict(payload)
     rec.update({k: v for k, v in loaded_fidelity_json().items() if k not in rec})
+    if is_distributed():
+        extra.setdefault("torchrun_processes", world_size())
     rec["provenance"] = provenance(seed=seed, wall_seconds=time.perf_counter() - started,
                                    device=device_description(device), **extra)
     return atomic_write_json(path, rec)
