@@ -7,9 +7,9 @@ and a resumed run continues exactly like an uninterrupted one. Random numbers ar
 CPU and moved to the batch's device, so CPU and CUDA runs see the same crops, flips and erasures.
 
 MNIST (Section 9.3): the paper pads the images "after subtracting the mean value with value 0 to
-size 32x32" and uses "only random cropping (size 4) and random flipping". The issue that
-specifies this package asks for *no horizontal flip on MNIST* (digits are not mirror-symmetric),
-and we follow the issue: MNIST gets random crops only (no flip, no erasing). Because our models
+size 32x32" and uses "only random cropping (size 4) and random flipping". This project uses
+*no horizontal flip on MNIST* (digits are not mirror-symmetric): MNIST gets random crops only
+(no flip, no erasing). Because our models
 carry the mean subtraction as their first layer (inputs stay in [0, 1]), "pad with 0 after
 subtracting the mean" is implemented as padding with the training mean (:func:`pad_to`).
 
@@ -55,7 +55,7 @@ class AugmentConfig:
 
 def config_for_dataset(dataset: str, enabled: bool = True) -> AugmentConfig:
     """The paper's augmentation for ``dataset``: crop+flip+erase (Sec. 4.1); MNIST and
-    Fashion-MNIST crop only (Sec. 9.3, without flip as the issue asks); ``enabled=False`` gives
+    Fashion-MNIST crop only (Sec. 9.3, without flip: digits are not mirror-symmetric); ``enabled=False`` gives
     the identity (robust overfitting, Sec. 4.3; PCA without augmentation, Sec. 11)."""
     check_choice("dataset", dataset, ("mnist", "fashion-mnist", "cifar10", "svhn"))
     if not enabled:

@@ -3,7 +3,8 @@
 
 A figure function computes its data with our code (small, fast settings) or reads committed JSON
 under ``results/``; if a needed result is missing it raises ``paper_checks.NeedsData`` and the
-figure is reported as skipped, never faked.
+figure is reported as skipped, never faked. A figure that fails (e.g. a corrupt result file) is
+reported as FAILED with the reason and the other figures are still written.
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def figures() -> list[FigureSpec]:
 
 
 def render(out_dir: str | Path, only: list[str] | None = None) -> list[tuple[str, str, str]]:
-    """Render the figures; returns (name, status, path-or-reason) per figure."""
+    """Render the figures; returns (name, status, path-or-reason) per figure, status one of
+    ``written``, ``skipped`` (a needed result is missing) or ``FAILED`` (any other error: the
+    reason names it, and the remaining figures are still rendered)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,6 +75,12 @@ def render(out_dir: str | Path, only: list[str] | None = None) -> list[tuple[str
             rows.append((spec.name, "written", str(path)))
         except NeedsData as exc:
             rows.append((spec.name, "skipped", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one broken figure must not stop the others
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            rows.append((spec.name, "FAILED", f"{type(exc).__name__}: {reason}"))
     return rows
 
 

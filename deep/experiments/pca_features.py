@@ -21,6 +21,7 @@ from deep.experiments.experiment import add_common_args, parse_common, resolve_d
 from deep.pca_projection import TABLE1_SUBSETS
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, run_main
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.pca_features"
 DEFAULT_MODELS = ("simple_convnet", "cpl_convnet")
 DEFAULT_EPOCHS = 200

@@ -20,6 +20,7 @@ from deep.experiments.experiment import add_common_args, parse_common, resolve_d
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, run_main
 from theory.constants import ROBUST_OVERFIT_OFFSET
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.robust_overfitting"
 DEFAULT_MODELS = ("cpl_convnet", "aol_mlp")
 DEFAULT_EPOCHS = 3000   # Sec. 4.3

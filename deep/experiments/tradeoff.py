@@ -14,6 +14,7 @@ from deep.experiments import pl_runs
 from deep.experiments.experiment import add_common_args, parse_common, resolve_device
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, run_main
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.tradeoff"
 DEFAULT_TS = (0.0, 1.0, 2.0, 5.0, 10.0)
 DEFAULT_EPOCHS = 200
