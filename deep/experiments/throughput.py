@@ -101,6 +101,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    print(f"timing {args.batches} training steps of {args.model} ({args.shape}, batch {args.batch_size}) "
+          f"after {args.warmup} warm-up steps on {args.device}...", flush=True)
     res = measure(args.model, args.shape, device, conv=args.conv, batch_size=args.batch_size,
                   batches=args.batches, warmup=args.warmup, width=args.width)
     res["device"] = device_description(device)
