@@ -108,7 +108,8 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
-        state = load_checkpoint(ckpt, map_location=device)
+        state = load_checkpoint(ckpt, map_location=device,
+                                required=("config", "model", "optimizer", "scheduler", "history", "epoch"))
         if state.get("config") != asdict(cfg):
             raise ValueError(f"checkpoint {ckpt} was written with a different configuration; "
                              f"delete it or use another --out")

@@ -86,10 +86,10 @@ def read_json(path: str | os.PathLike, *, remedy: str = "delete it to recompute 
                                f"column {exc.colno}; truncated?); {remedy}") from None
 
 
-def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:
+def load_checkpoint(path: str | os.PathLike, map_location=None, required=()) -> dict:
     """``torch.load`` of a training checkpoint written by this project; a truncated or garbage
-    file raises :class:`CorruptFileError` naming it ("delete it to restart the run from
-    scratch") instead of a torch traceback."""
+    file, or one without the ``required`` keys, raises :class:`CorruptFileError` naming it
+    ("delete it to restart the run from scratch") instead of a torch traceback."""
     import pickle
     import zipfile
 
@@ -105,6 +105,9 @@ def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:
     if not isinstance(state, dict):
         raise CorruptFileError(f"checkpoint {path} does not hold a training state "
                                f"(got {type(state).__name__}); {remedy}")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CorruptFileError(f"checkpoint {path} lacks {', '.join(missing)}; {remedy}")
     return state
 
 

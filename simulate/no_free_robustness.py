@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_list, float_range,
                            int_sci, run_main)
@@ -153,6 +154,14 @@ def main(argv=None) -> int:
 
     check_output_file(args.json, "--json", force=args.force)
     check_output_file(args.checkpoint, "--checkpoint", existing="replace")
+    if args.checkpoint is not None and Path(args.checkpoint).is_file():
+        from plumbing.io import CorruptFileError, read_json
+
+        remedy = "delete it to recompute the sweep"
+        state = read_json(args.checkpoint, remedy=remedy)
+        if not (isinstance(state, dict) and isinstance(state.get("points"), list)
+                and all(isinstance(p, dict) for p in state["points"])):
+            raise CorruptFileError(f"{args.checkpoint} is not a sweep checkpoint; {remedy}")
     n_max = max(args.sweep_n) if args.sweep and args.sweep_n else (
         10_000 if args.n is None else args.n)
     if args.sweep and not args.sweep_n:   # default sweep: up to 2^(d+3)

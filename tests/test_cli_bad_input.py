@@ -238,6 +238,14 @@ def test_truncated_sweep_checkpoint_named(tmp_path):
     assert_refused(r, sec, str(ck), "not valid JSON", "delete it")
 
 
+def test_wrong_shaped_sweep_checkpoint_named(tmp_path):
+    ck = tmp_path / "sweep.json"
+    ck.write_text("[1, 2, 3]\n")
+    r, sec = run("simulate.no_free_robustness", "--sweep", "--d", "4", "--trials", "2",
+                 "--test-size", "10", "--checkpoint", ck)
+    assert_refused(r, sec, str(ck), "not a sweep checkpoint", "delete it")
+
+
 def test_garbage_covering_checkpoint_named(tmp_path):
     ck = tmp_path / "cov.ckpt"
     ck.write_bytes(b"\x00\x01garbage")
@@ -246,13 +254,27 @@ def test_garbage_covering_checkpoint_named(tmp_path):
     assert_refused(r, sec, str(ck), "delete it")
 
 
-@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated", b"not a checkpoint at all"])
+def _saved(obj) -> bytes:
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated", b"not a checkpoint at all",
+                                     "list", "no-model"])
 def test_corrupt_training_checkpoint_named(tmp_path, content):
     import torch
 
     from deep.trainer import TrainConfig, fit
 
     ck = tmp_path / "run.ckpt"
+    if content == "list":
+        content = _saved([1, 2])
+    elif content == "no-model":
+        content = _saved({"config": {}, "epoch": 0})
     ck.write_bytes(content)
     model = torch.nn.Linear(4, 2)
     x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
@@ -270,6 +292,9 @@ def test_truncated_run_json_named(tmp_path):
     p = tmp_path / "run.json"
     p.write_text('{"name": "x", "final": {')
     with pytest.raises(ValueError, match=f"{p} is not valid JSON.*delete it"):
+        existing_result(p)
+    p.write_text('"just a string"')
+    with pytest.raises(ValueError, match=f"{p} does not hold a run result.*delete it"):
         existing_result(p)
 
 
@@ -298,8 +323,11 @@ def _interrupt(cmd: list[str], ready) -> subprocess.CompletedProcess:
     """Start ``python -m cmd``, wait until ``ready(lines_of_stdout)``, send SIGINT, collect."""
     import threading
 
+    # a shell's background job ignores SIGINT and children inherit that: restore the default so
+    # that Python installs its KeyboardInterrupt handler, as in an interactive terminal
     p = subprocess.Popen([sys.executable, "-m", *cmd], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(p.stdout.readline, "")), daemon=True)
     reader.start()

@@ -123,8 +123,16 @@ def seed_everything(seed: int) -> None:
 
 
 def existing_result(path: Path) -> dict | None:
-    """The finished result at ``path`` if present (runs are skipped when their JSON exists)."""
-    return read_json(path) if Path(path).is_file() else None
+    """The finished result at ``path`` if present (runs are skipped when their JSON exists); a
+    corrupt one raises ValueError naming the file."""
+    if not Path(path).is_file():
+        return None
+    remedy = "delete it to rerun that run"
+    res = read_json(path, remedy=remedy)
+    if not isinstance(res, dict):
+        from plumbing.io import CorruptFileError
+        raise CorruptFileError(f"{path} does not hold a run result; {remedy}")
+    return res
 
 
 def write_result(path: Path, payload: dict, *, seed: int, device: torch.device, started: float,
