@@ -13,7 +13,7 @@ import sys
 from plumbing.cli import OneLineArgumentParser, csv_list, run_main
 from plumbing.io import check_output_dir
 
-from .registry import figures, render
+from .registry import figures, iter_render
 
 RESUMABLE = "interrupted; figures written so far are complete, rerun the command to draw the rest"
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
         return 0
     check_output_dir(args.out, "--out")
     failed = []
-    for name, status, info in render(args.out, args.only):
+    for name, status, info in iter_render(args.out, args.only):
         print(f"{name:32s} {status:8s} {info}", flush=True)
         if status == "FAILED":
             failed.append(name)

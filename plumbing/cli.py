@@ -28,7 +28,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         text = action.help or ""
         if text == argparse.SUPPRESS:
             return text
-        if "default" in text.lower() or action.default is argparse.SUPPRESS:
+        if "default" in text.lower() or action.default is argparse.SUPPRESS or action.required:
             return text
         if action.option_strings and action.nargs != 0 and action.default is None:
             return (text + " " if text else "") + "(default: not set)"
