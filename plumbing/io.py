@@ -128,7 +128,10 @@ def load_npz(path: str | os.PathLike) -> dict:
     except CorruptFileError:
         raise
     except ValueError as exc:
-        if "pickle" in str(exc).lower():  # numpy's guess for a non-zip file or an object array
+        if "object arrays" in str(exc).lower():
+            raise CorruptFileError(f"not a valid .npz file: {path} (it holds object arrays; only "
+                                   f"numeric arrays are read)") from None
+        if "pickle" in str(exc).lower():  # numpy's guess for a file that is not a zip archive
             raise CorruptFileError(f"not a valid .npz file: {path} (not a zip archive of "
                                    f"numeric .npy arrays)") from None
         raise CorruptFileError(f"not a valid .npz file: {path} ({exc})") from None

@@ -419,3 +419,35 @@ def test_paper_checks_data_root(tmp_path):
     r, sec = run("paper_checks", "--data-root", tmp_path, "--only", "yrzsc-mnist-train-train-min")
     assert "NEEDS-DATA" in r.stdout, r.stdout + r.stderr
     assert sec < FAST
+
+
+def test_load_npz_and_read_json_name_the_file(tmp_path):
+    from plumbing.io import CorruptFileError, load_npz, read_json
+
+    good = tmp_path / "good.npz"
+    np.savez(good, a=np.arange(3))
+    assert load_npz(good)["a"].tolist() == [0, 1, 2]
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, a=np.array([{"x": 1}], dtype=object))
+    for bad in (obj, tmp_path / "text.npz"):
+        if bad.name == "text.npz":
+            bad.write_text("hello\n")
+        with pytest.raises(CorruptFileError, match=f"not a valid .npz file: {bad}") as ex:
+            load_npz(bad)
+        assert "allow_pickle" not in str(ex.value)
+    with pytest.raises(FileNotFoundError):
+        load_npz(tmp_path / "missing.npz")
+    j = tmp_path / "r.json"
+    j.write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(CorruptFileError, match=f"{j} is not a JSON text file"):
+        read_json(j)
+
+
+def test_int_sci_upper_bound():
+    import argparse
+
+    from plumbing.cli import int_sci
+
+    assert int_sci(0, "--k", max_value=64)("1e1") == 10
+    with pytest.raises(argparse.ArgumentTypeError, match=r"--k must be an integer in \[0, 64\]"):
+        int_sci(0, "--k", max_value=64)("65")
