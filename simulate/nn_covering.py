@@ -17,8 +17,8 @@ the exact uniform coverage (bisection, exact).
                                     [--json results/nn_covering.json [--force]]
 
 Resumable: rows are checkpointed to --checkpoint (default: <json>.ckpt) and reused by a rerun
-with the same settings (an existing --json is refused unless --force); same seed, same numbers (each row has its own seed derived from
-(seed, d, δ, n)).
+with the same settings (an existing --json is refused unless --force); same seed, same numbers
+(each row has its own seed derived from (seed, d, δ, n)).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from plumbing.progress import progress
 from theory.robust_distributions import GridRobustDistribution, uniform_cube
 
 RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
-        "--json or --checkpoint)")
+             "--json or --checkpoint)")
 PROG = "python -m simulate.nn_covering"
 
 

@@ -43,7 +43,7 @@ from plumbing.progress import progress
 from .nn_covering import Checkpoint
 
 RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
-        "--json or --checkpoint)")
+             "--json or --checkpoint)")
 PROG = "python -m simulate.nn_distance_scaling"
 DATASETS = ("synthetic", "mnist", "fashion-mnist", "cifar10")
 MNIST_SIZES = [2 ** k for k in range(6, 16)]

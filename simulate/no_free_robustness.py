@@ -20,7 +20,7 @@ from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_
                            int_sci, run_main)
 
 RESUMABLE = ("interrupted; with --sweep --checkpoint, rerun the same command to resume after the last "
-        "finished n; otherwise nothing was saved: rerun it to start again")
+             "finished n; otherwise nothing was saved: rerun it to start again")
 PROG = "python -m simulate.no_free_robustness"
 SWEEP_DEFAULT_D = 12
 
