@@ -273,8 +273,9 @@ def test_corrupt_training_checkpoint_named(tmp_path, content):
     ck = tmp_path / "run.ckpt"
     if content == "list":
         content = _saved([1, 2])
-    elif content == "no-model":
-        content = _saved({"config": {}, "epoch": 0})
+    elif content == "no-model":   # the right configuration, but no weights
+        from dataclasses import asdict
+        content = _saved({"config": asdict(TrainConfig(epochs=1, batch_size=4)), "epoch": 0})
     ck.write_bytes(content)
     model = torch.nn.Linear(4, 2)
     x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
