@@ -96,6 +96,10 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
     early (as an interruption would) after that many epochs in total. Returns the history: one dict
     per epoch with ``epoch``, ``train_loss``, ``lr``, ``seconds`` and the evaluation metrics.
     """
+    for _name, _t in (("x", x), ("y", y)):   # input validation (no silent numpy conversion)
+        if not isinstance(_t, torch.Tensor):
+            raise TypeError(f"{_name} must be a torch.Tensor, got {type(_t).__name__}; convert "
+                            f"with torch.as_tensor({_name}) (images as float in [0, 1], labels as int64)")
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     if len(x) == 0:

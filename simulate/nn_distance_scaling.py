@@ -32,7 +32,7 @@ import numpy as np
 from plumbing.cli import OneLineArgumentParser, add_force_arg, csv_list, int_sci, run_main
 from plumbing.memory import check_fits, nn_distance_bytes
 from theory.constants import CIFAR10_INTRINSIC_DIM_REFERENCE
-from theory.intrinsic_dim import levina_bickel
+from theory.intrinsic_dim import levina_bickel_report
 from plumbing.io import atomic_write_json, check_output_file, provenance
 from theory.knn import nearest_neighbor
 from theory.nn_scaling import (centre_median_nn_distance, check_sizes, embedded_uniform, eq26_bounds,
@@ -156,8 +156,10 @@ def main(argv=None) -> int:
                  "reference_cifar10_d_star": CIFAR10_INTRINSIC_DIM_REFERENCE}
         if args.lb_points:
             m = min(args.lb_points, len(train))
-            entry["d_star_levina_bickel"] = levina_bickel(train[:m], args.lb_k[0], args.lb_k[-1], norm=nm)
+            lb = levina_bickel_report(train[:m], args.lb_k[0], args.lb_k[-1], norm=nm)
+            entry["d_star_levina_bickel"] = lb.estimate
             entry["levina_bickel_points"] = m
+            entry["levina_bickel_duplicates_dropped"] = lb.duplicates_dropped
         if args.dataset == "synthetic":
             entry["d_star_true"] = args.d_star
         summary.append(entry)
