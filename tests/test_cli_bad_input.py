@@ -113,14 +113,13 @@ def test_bad_output_path_refused_up_front(paths, module, args, option):
 
 def test_existing_result_is_kept_unless_force(paths, tmp_path):
     out = tmp_path / "thm1.json"
-    small = ["--n", "16", "--trials", "2", "--test-size", "20", "--learners", "bayes"]
-    r, _ = run("simulate.no_free_robustness", *small, "--json", out)
-    assert r.returncode == 0, r.stderr
-    first = out.read_text()
-    r, sec = run("simulate.no_free_robustness", *small, "--seed", "1", "--json", out)
+    first = '{"seed": 0, "note": "an earlier result"}\n'
+    out.write_text(first)
+    small = ["--n", "16", "--trials", "2", "--test-size", "20", "--learners", "bayes", "--seed", "1"]
+    r, sec = run("simulate.no_free_robustness", *small, "--json", out)
     assert_refused(r, sec, "--json", "already exists", "--force")
     assert out.read_text() == first                                   # nothing lost
-    r, _ = run("simulate.no_free_robustness", *small, "--seed", "1", "--json", out, "--force")
+    r, _ = run("simulate.no_free_robustness", *small, "--json", out, "--force")
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["seed"] == 1                   # replaced on request
 
