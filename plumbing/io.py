@@ -80,9 +80,9 @@ def read_json(path: str | os.PathLike, *, remedy: str = "delete it to recompute 
         with open(path, "r", encoding="utf-8") as fh:
             return json.load(fh)
     except UnicodeDecodeError:
-        raise CorruptFileError(f"{path} is not a JSON text file (not UTF-8); {remedy}") from None
+        raise CorruptFileError(f"{path} is corrupt: not a JSON text file (not UTF-8); {remedy}") from None
     except json.JSONDecodeError as exc:
-        raise CorruptFileError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+        raise CorruptFileError(f"{path} is corrupt: not valid JSON ({exc.msg} at line {exc.lineno}, "
                                f"column {exc.colno}; truncated?); {remedy}") from None
 
 

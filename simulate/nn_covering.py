@@ -16,15 +16,15 @@ the exact uniform coverage (bisection, exact).
     python -m simulate.nn_covering [--d 1,2,3,4] [--delta 0.2,0.1] [--trials 5] [--seed 0]
                                     [--json results/nn_covering.json [--force]]
 
-Resumable: rows are checkpointed to --checkpoint (default: <json>.ckpt) and reused by a rerun
-with the same settings (an existing --json is refused unless --force); same seed, same numbers
-(each row has its own seed derived from (seed, d, δ, n)).
+Resumable: each finished row is saved in the folder --checkpoint (default: <json>.ckpt) and reused
+by a rerun with the same settings; --engine ray runs the rows as parallel Ray tasks. Same seed,
+same numbers on either engine (each row has its own seed derived from (seed, d, δ, n)). An
+existing --json is refused unless --force.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,43 +35,16 @@ from theory.box_covering import (bound_sample_size, coverage_bound, n_boxes, sim
                                  theorem2_sample_size, uniform_coverage_exact, uniform_n_for_coverage)
 from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_list, float_range, int_sci,
                            run_main)
-from plumbing.io import CorruptFileError, atomic_write_json, check_output_file, provenance, read_json
 from plumbing.memory import check_fits, nn_covering_bytes
 from theory.constants import THM2_SAMPLE_FACTOR, THM2_TARGET_ROBUST_ACC
-from plumbing.progress import progress
+from plumbing.io import atomic_write_json, check_output_dir, check_output_file, provenance
+from plumbing.sweep import add_engine_args, check_engine_args, run_sweep
+from simulate.sweeps import THM2, Thm2Config
 from theory.robust_distributions import GridRobustDistribution, uniform_cube
 
 RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
              "--json or --checkpoint)")
 PROG = "python -m simulate.nn_covering"
-
-
-class Checkpoint:
-    """Rows keyed by string, stored atomically as JSON with a fingerprint of the settings."""
-
-    def __init__(self, path: Path | None, settings: dict):
-        self.path = path
-        self.fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-        self.rows: dict = {}
-        if path is not None and path.is_file():
-            remedy = "delete it to recompute its rows"
-            data = read_json(path, remedy=remedy)
-            if not isinstance(data, dict) or not isinstance(data.get("rows", {}), dict):
-                raise CorruptFileError(f"checkpoint {path} does not hold checkpoint rows; {remedy}")
-            if data.get("fingerprint") == self.fingerprint:
-                self.rows = data.get("rows", {})
-
-    def get(self, key):
-        return self.rows.get(key)
-
-    def put(self, key, row) -> None:
-        self.rows[key] = row
-        if self.path is not None:
-            atomic_write_json(self.path, {"fingerprint": self.fingerprint, "rows": self.rows})
-
-    def done(self) -> None:
-        if self.path is not None and self.path.is_file():
-            self.path.unlink()
 
 
 def row_seed(seed: int, *parts) -> int:
@@ -148,16 +121,22 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
     ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON (default: not written)")
     ap.add_argument("--checkpoint", metavar="PATH",
-                    help="checkpoint file (default <json>.ckpt; none without --json)")
+                    help="checkpoint folder, one JSON per finished row (default <json>.ckpt; none "
+                         "without --json)")
     add_force_arg(ap)
+    add_engine_args(ap)
     args = ap.parse_args(argv)
     check_output_file(args.json, "--json", force=args.force)
-    check_output_file(args.checkpoint, "--checkpoint", existing="replace")
+    check_output_dir(args.checkpoint, "--checkpoint")
+    engine = check_engine_args(args)
 
     t0 = time.perf_counter()
-    settings = {k: v for k, v in vars(args).items() if k not in ("json", "checkpoint", "max_n")}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("json", "checkpoint", "max_n", "engine", "address", "workers", "force")}
     ckpt_path = Path(args.checkpoint) if args.checkpoint else (Path(args.json + ".ckpt") if args.json else None)
-    ckpt = Checkpoint(ckpt_path, settings)
+    if ckpt_path is not None and ckpt_path.is_file():
+        raise UsageError(f"checkpoint {ckpt_path} is a file from an older version; the checkpoint "
+                         "is now a folder of one JSON per row: delete the file and rerun")
 
     combos, skipped = [], []
     for d in args.d:
@@ -179,27 +158,12 @@ def main(argv=None) -> int:
         print(f"{PROG}: note: skipping d={s['d']} delta={s['delta']} (n_thm2={s['n_thm2']} > "
               f"--max-n {args.max_n})", file=sys.stderr)
 
-    jobs = [(d, delta, dist, n) for d, delta, dist in combos for n in size_grid(d, delta, args.halvings)]
-    rows = []
-    for d, delta, dist, n in progress(jobs, desc="nn_covering"):
-        key = f"{d}|{delta!r}|{n}"
-        row = ckpt.get(key)
-        if row is None:
-            res = simulate_theorem2(dist.sample, d, delta, n, trials=args.trials, n_test=args.n_test,
-                                    seed=row_seed(args.seed, d, delta, n))
-            row = {
-                "d": d, "delta": delta, "n": n,
-                "n_over_thm2": n / theorem2_sample_size(d, delta),
-                "certified_robust_accuracy": res.certified_robust_accuracy.mean,
-                "certified_robust_accuracy_stderr": res.certified_robust_accuracy.stderr,
-                "near_fraction": res.near_fraction.mean,
-                "coverage": res.coverage.mean,
-                "coverage_stderr": res.coverage.stderr,
-                "coverage_uniform_exact": uniform_coverage_exact(d, delta, n),
-                "coverage_bound": coverage_bound(d, delta, n),
-            }
-            ckpt.put(key, row)
-        rows.append(row)
+    configs = [Thm2Config(d=d, delta=delta, n=n, trials=args.trials, n_test=args.n_test,
+                          distribution=args.distribution,
+                          cells=getattr(dist, "cells_per_axis", 1), classes=args.classes,
+                          dist_seed=args.seed, seed=row_seed(args.seed, d, delta, n))
+               for d, delta, dist in combos for n in size_grid(d, delta, args.halvings)]
+    rows = run_sweep(THM2, configs, state_dir=ckpt_path, desc="nn_covering", **engine)
 
     summary = []
     for d, delta, dist in combos:
@@ -251,7 +215,8 @@ def main(argv=None) -> int:
             "settings": settings,
             "provenance": provenance(seed=args.seed, wall_seconds=time.perf_counter() - t0, device="cpu"),
         })
-    ckpt.done()
+    if ckpt_path is not None:
+        shutil.rmtree(ckpt_path, ignore_errors=True)     # finished: the rows are in the JSON
     return 0
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_list, float_range,
                            int_sci, run_main)
+from plumbing.sweep import add_engine_args, check_engine_args
+from simulate.sweeps import THM1, thm1_sweep_configs, thm1_sweep_result
 
 RESUMABLE = ("interrupted; with --sweep --checkpoint, rerun the same command to resume after the last "
              "finished n; otherwise nothing was saved: rerun it to start again")
@@ -70,8 +72,10 @@ def build_parser() -> OneLineArgumentParser:
     ap.add_argument("--sweep-n", type=csv_list(int_sci(1, "--sweep-n"), "--sweep-n"), default=None,
                     help="n values of the sweep (default: powers of 2 from 2^(d-7) to 2^(d+3))")
     ap.add_argument("--checkpoint", metavar="PATH",
-                    help="with --sweep: save each finished n here and resume from it (default: none)")
+                    help="with --sweep: a folder; each finished n is saved there (one JSON per n) "
+                         "and a rerun resumes from it (default: none)")
     add_force_arg(ap)
+    add_engine_args(ap)
     return ap
 
 
@@ -154,19 +158,17 @@ def main(argv=None) -> int:
         raise UsageError("--n is not used with --sweep; give the n values with --sweep-n")
     if not args.sweep and (args.sweep_n is not None or args.checkpoint is not None):
         raise UsageError("--sweep-n and --checkpoint need --sweep")
-    from plumbing.io import check_output_file
+    engine = check_engine_args(args)
+    if engine["engine"] != "local" and not args.sweep:
+        raise UsageError("--engine ray runs sweeps; add --sweep")
+    if args.checkpoint is not None and Path(args.checkpoint).is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint}: must be a folder (one JSON per n), "
+                         "not a file")
+    from plumbing.io import check_output_dir, check_output_file
     from plumbing.memory import check_fits, no_free_robustness_bytes
 
     check_output_file(args.json, "--json", force=args.force)
-    check_output_file(args.checkpoint, "--checkpoint", existing="replace")
-    if args.checkpoint is not None and Path(args.checkpoint).is_file():
-        from plumbing.io import CorruptFileError, read_json
-
-        remedy = "delete it to recompute the sweep"
-        state = read_json(args.checkpoint, remedy=remedy)
-        if not (isinstance(state, dict) and isinstance(state.get("points"), list)
-                and all(isinstance(p, dict) for p in state["points"])):
-            raise CorruptFileError(f"{args.checkpoint} is not a sweep checkpoint; {remedy}")
+    check_output_dir(args.checkpoint, "--checkpoint")
     n_max = max(args.sweep_n) if args.sweep and args.sweep_n else (
         10_000 if args.n is None else args.n)
     if args.sweep and not args.sweep_n:   # default sweep: up to 2^(d+3)
@@ -174,8 +176,8 @@ def main(argv=None) -> int:
     check_fits(no_free_robustness_bytes(n_max, args.test_size),
                f"--{'sweep-n' if args.sweep else 'n'} {n_max} with --test-size {args.test_size}",
                "lower --n or --test-size (trials run one after another and do not add memory)")
-    from theory.hypercube_simulation import (DEFAULT_LEARNERS, SweepConfig, Thm1Config, run_sweep,
-                                             run_trials)
+    from theory.hypercube_simulation import DEFAULT_LEARNERS, Thm1Config, run_trials
+    from plumbing.sweep import run_sweep
     from plumbing.io import atomic_write_json, provenance
 
     args.learners = list(DEFAULT_LEARNERS) if args.learners is None else args.learners
@@ -186,8 +188,9 @@ def main(argv=None) -> int:
         base = Thm1Config(n=1, delta=args.delta, eps=args.eps, trials=args.trials,
                           test_size=args.test_size, learners=tuple(args.learners), seed=args.seed,
                           k=args.k, fallback=args.fallback, d=d)
-        res = run_sweep(SweepConfig(base=base, ns=tuple(args.sweep_n or ())),
-                        checkpoint=args.checkpoint)
+        points = run_sweep(THM1, thm1_sweep_configs(base, args.sweep_n), state_dir=args.checkpoint,
+                           desc="sweep", **engine)
+        res = thm1_sweep_result(base, points)
         text = format_sweep(res)
     else:
         cfg = Thm1Config(n=10_000 if args.n is None else args.n, delta=args.delta, eps=args.eps,

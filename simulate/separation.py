@@ -21,8 +21,10 @@ import numpy as np
 from plumbing.cli import OneLineArgumentParser, UsageError, add_force_arg, run_main
 from plumbing.datasets import load_dataset
 from plumbing.io import atomic_write_json, check_output_file, load_npz, provenance
+from plumbing.sweep import add_engine_args, check_engine_args
+from simulate.sweeps import separation_row_sharded
 from theory.separation import (conflicting_duplicates, cross_conflicts, drop_conflicts, histogram,
-                               random_labels, separation_row)
+                               random_labels)
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "svhn", "npz")
 
@@ -103,7 +105,9 @@ def main(argv=None) -> int:
     ap.add_argument("--hist", default=None, metavar="PNG",
                     help="PNG with the train-train / test-train histograms (default: not drawn)")
     add_force_arg(ap)
+    add_engine_args(ap)
     args = ap.parse_args(argv)
+    engine = check_engine_args(args)
     if args.random_labels is not None and args.random_labels < 0:
         raise UsageError(f"--random-labels must be a seed >= 0, got {args.random_labels}")
     check_output_file(args.json, "--json", force=args.force)
@@ -128,7 +132,7 @@ def main(argv=None) -> int:
     if search_kernels_cold():
         print("compiling the search kernels (first run only, ~40 s)...", file=sys.stderr, flush=True)
     t1 = time.perf_counter()
-    row = separation_row(xtr, ytr, xte, yte, args.norm)
+    row = separation_row_sharded(xtr, ytr, xte, yte, args.norm, **engine)
     seconds = time.perf_counter() - t1
     pairs = row.argmin_pairs()
     # report indices in the original (undropped) training numbering

@@ -230,26 +230,36 @@ def test_garbage_npz_named_without_pickle_advice(tmp_path):
 
 
 def test_truncated_sweep_checkpoint_named(tmp_path):
-    ck = tmp_path / "sweep.json"
-    ck.write_text('{"key": {"base": {"delta": 0.1')
-    r, sec = run("simulate.no_free_robustness", "--sweep", "--d", "4", "--trials", "2",
-                 "--test-size", "10", "--checkpoint", ck)
-    assert_refused(r, sec, str(ck), "not valid JSON", "delete it")
-
-
-def test_wrong_shaped_sweep_checkpoint_named(tmp_path):
-    ck = tmp_path / "sweep.json"
-    ck.write_text("[1, 2, 3]\n")
-    r, sec = run("simulate.no_free_robustness", "--sweep", "--d", "4", "--trials", "2",
-                 "--test-size", "10", "--checkpoint", ck)
-    assert_refused(r, sec, str(ck), "not a sweep checkpoint", "delete it")
+    ck = tmp_path / "sweep"
+    small = ["--sweep", "--d", "4", "--sweep-n", "1,2", "--trials", "2", "--test-size", "10",
+             "--learners", "bayes", "--checkpoint", ck]
+    r, _ = run("simulate.no_free_robustness", *small)
+    assert r.returncode == 0, r.stderr
+    files = sorted(ck.glob("*.json"))
+    assert len(files) == 2
+    files[0].write_text(files[0].read_text()[:25])                   # truncated
+    r, sec = run("simulate.no_free_robustness", *small)
+    assert_refused(r, sec, str(files[0]), "not valid JSON", "delete it")
 
 
 def test_garbage_covering_checkpoint_named(tmp_path):
-    ck = tmp_path / "cov.ckpt"
-    ck.write_bytes(b"\x00\x01garbage")
-    r, sec = run("simulate.nn_covering", "--d", "1", "--delta", "0.2", "--trials", "2",
-                 "--n-test", "10", "--checkpoint", ck)
+    ck = tmp_path / "cov"
+    small = ["--d", "1", "--delta", "0.2", "--trials", "2", "--n-test", "10", "--halvings", "1",
+             "--checkpoint", ck]
+    r, _ = run("simulate.nn_covering", *small)
+    assert r.returncode == 0, r.stderr
+    files = sorted(ck.glob("*.json"))
+    assert files
+    files[0].write_bytes(b"\x00\x01garbage")
+    r, sec = run("simulate.nn_covering", *small)
+    assert_refused(r, sec, str(files[0]), "delete it")
+
+
+def test_garbage_nn_distance_checkpoint_named(tmp_path):
+    ck = tmp_path / "nn.ckpt"
+    ck.write_text('{"fingerprint": "x", "rows": {')
+    r, sec = run("simulate.nn_distance_scaling", "--sizes", "64,128", "--queries", "20",
+                 "--lb-points", "0", "--centre-trials", "10", "--checkpoint", ck)
     assert_refused(r, sec, str(ck), "delete it")
 
 
@@ -291,7 +301,7 @@ def test_truncated_run_json_named(tmp_path):
 
     p = tmp_path / "run.json"
     p.write_text('{"name": "x", "final": {')
-    with pytest.raises(ValueError, match=f"{p} is not valid JSON.*delete it"):
+    with pytest.raises(ValueError, match=f"{p} is corrupt: not valid JSON.*delete it"):
         existing_result(p)
     p.write_text('"just a string"')
     with pytest.raises(ValueError, match=f"{p} does not hold a run result.*delete it"):
@@ -439,7 +449,7 @@ def test_load_npz_and_read_json_name_the_file(tmp_path):
         load_npz(tmp_path / "missing.npz")
     j = tmp_path / "r.json"
     j.write_bytes(b"\xff\xfe garbage")
-    with pytest.raises(CorruptFileError, match=f"{j} is not a JSON text file"):
+    with pytest.raises(CorruptFileError, match=f"{j} is corrupt: not a JSON text file"):
         read_json(j)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from plumbing.cli import TINY_BANNER, UsageError, int_sci
+from plumbing.distributed import is_distributed, is_main_process, world_size
 from plumbing.io import (atomic_write_json, check_output_dir, check_output_file, provenance,
                          read_json)
 from plumbing.validation import check_choice, check_int
@@ -92,7 +93,7 @@ def parse_common(args: argparse.Namespace) -> ExperimentArgs:
     for n in getattr(args, "sizes", None) or ():
         check_split_size(n, "--sizes", ds, "train")
     check_split_size(getattr(args, "test_size", None), "--test-size", ds, "test")
-    if common.tiny:
+    if common.tiny and is_main_process():
         print(TINY_BANNER, flush=True)
     return common
 
@@ -107,6 +108,10 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     if dev.type not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu, cuda or cuda:N; got {name!r}")
+    if is_distributed():      # under torchrun: join the job; each rank takes cuda:LOCAL_RANK
+        from deep.trainer import init_distributed
+
+        dev = init_distributed(dev)
     return dev
 
 
@@ -137,8 +142,13 @@ def existing_result(path: Path) -> dict | None:
 
 def write_result(path: Path, payload: dict, *, seed: int, device: torch.device, started: float,
                  **extra) -> Path:
-    """Write ``payload`` plus a ``provenance`` block atomically to ``path``."""
+    """Write ``payload`` plus a ``provenance`` block atomically to ``path`` (under torchrun: on
+    rank 0 only; the other ranks return the path without writing)."""
+    if not is_main_process():
+        return Path(path)
     rec = dict(payload)
+    if is_distributed():
+        extra.setdefault("torchrun_processes", world_size())
     rec["provenance"] = provenance(seed=seed, wall_seconds=time.perf_counter() - started,
                                    device=device_description(device), **extra)
     return atomic_write_json(path, rec)

@@ -34,6 +34,7 @@ CRA is only defined for the 1-Lipschitz models; for the standard SimpleConvNet i
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -359,6 +360,12 @@ def run(cfg: RunConfig, out: Path, device: torch.device, root=None, *, stop_afte
     if extra:
         result.update(extra)
     write_result(paths["result"], result, seed=cfg.train.seed, device=device, started=started)
+    from plumbing.distributed import is_main_process
+
+    if not is_main_process():         # under torchrun rank 0 writes; the others need no file
+        from plumbing.io import _jsonable
+
+        return json.loads(json.dumps(_jsonable(result)))
     if not keep_checkpoint and paths["checkpoint"].exists():
         paths["checkpoint"].unlink()
     return existing_result(paths["result"])
@@ -450,6 +457,9 @@ def add_run_args(ap, *, default_lr: float | None = None) -> None:
                          "replaced; the per-run JSONs under --out are kept) (default <out>/summary.json)")
     ap.add_argument("--note", default=None,
                     help="free text stored in the summary, e.g. 'reduced CPU run' (default: none)")
+    from plumbing.sweep import add_engine_args
+
+    add_engine_args(ap)      # --engine local|ray, --address, --workers (deep.experiments.grid)
 
 
 def check_models(models) -> None:
@@ -474,10 +484,13 @@ def write_summary(args, common, device, started: float, *, experiment: str, pape
                "provenance": provenance(seed=common.seed, wall_seconds=time.perf_counter() - started,
                                         device=device_description(device))}
     path = args.summary or (common.out / "summary.json")
-    replaced = Path(path).is_file()
-    atomic_write_json(path, summary)
-    print(f"summary: {path}" + (" (replaced the previous summary; per-run JSONs under "
-                                f"{common.out} are kept)" if replaced else ""))
+    from plumbing.distributed import is_main_process
+
+    if is_main_process():             # under torchrun only rank 0 writes
+        replaced = Path(path).is_file()
+        atomic_write_json(path, summary)
+        print(f"summary: {path}" + (" (replaced the previous summary; per-run JSONs under "
+                                    f"{common.out} are kept)" if replaced else ""))
     return path
 
 

@@ -26,6 +26,8 @@ import time
 
 from deep.experiments import pl_runs
 from deep.experiments.experiment import add_common_args, parse_common, resolve_device
+from deep.experiments.grid import run_grid
+from plumbing.distributed import is_main_process
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, int_sci, run_main
 
 RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
@@ -127,23 +129,25 @@ def main(argv=None) -> int:
                 plan.append((m, n, pl_runs.epochs_for_size(n, sizes[-1], ref_epochs)))
 
     started = time.perf_counter()
-    rows = []
+    cfgs = []
     for m, n, passes in plan:
         r, trainer_epochs = pl_runs.group_passes(passes, n, min_ex)
         loss = (pl_runs.LossConfig("temperature_ce", temperature=1 / 8) if m == "simple_convnet"
                 else pl_runs.LossConfig("offset_ce", offset=0.25, temperature=0.25))
         name = f"{common.dataset}_{m}_n{n}_p{passes}_s{common.seed}"
-        cfg = pl_runs.build_run(args, common, name=name, model=m, loss=loss, epochs=trainer_epochs,
-                                train_size=n, augment=True, passes_per_epoch=r,
-                                default_lr=DEFAULT_LR.get(m, 0.1))
-        res = pl_runs.run(cfg, common.out, device, common.data_root, keep_checkpoint=args.keep_checkpoints)
+        cfgs.append(pl_runs.build_run(args, common, name=name, model=m, loss=loss,
+                                      epochs=trainer_epochs, train_size=n, augment=True,
+                                      passes_per_epoch=r, default_lr=DEFAULT_LR.get(m, 0.1)))
+    rows = []
+    for (m, n, passes), res in zip(plan, run_grid(args, common, device, cfgs)):
         row = pl_runs.summarize(res)
         row["data_passes"] = res.get("data_passes", passes)
         rows.append(row)
         cra = row.get("test_cra_36")
-        print(f"{m:15s} n={n:6d} passes={row['data_passes']:6d} test_acc={row['test_acc']:.4f} "
-              f"test_cra@36/255={'n/a' if cra is None else f'{cra:.4f}'} train_acc={row['train_acc']:.4f}",
-              flush=True)
+        if is_main_process():
+            print(f"{m:15s} n={n:6d} passes={row['data_passes']:6d} test_acc={row['test_acc']:.4f} "
+                  f"test_cra@36/255={'n/a' if cra is None else f'{cra:.4f}'} "
+                  f"train_acc={row['train_acc']:.4f}", flush=True)
     pl_runs.write_summary(
         args, common, device, started, rows=rows,
         experiment="compute_scaling" if args.compute_scaling else "scaling_law",

@@ -40,8 +40,10 @@ from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_rang
 from theory.constants import (YANG_BATCH_SIZE, YANG_EPOCHS, YANG_EPS_LINF,
                               YANG_LIPSCHITZ_STEPS, YANG_MT_STEPS, YANG_PGD_STEPS,
                               YANG_POC_MNIST, YANG_SGD_MOMENTUM)
+from plumbing.distributed import is_main_process
+from plumbing.experiment import ConfigMixin, Experiment, device_resources
 from plumbing.io import atomic_write_text
-from plumbing.progress import progress
+from plumbing.sweep import add_engine_args, check_engine_args, run_sweep
 from plumbing.validation import check_choice, check_float, check_int
 
 RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
@@ -224,6 +226,38 @@ def run_one(cfg: TableConfig, out_dir: Path, device: torch.device, data, *,
     return existing_result(path)
 
 
+@dataclass(frozen=True)
+class TableJob(ConfigMixin):
+    """One row of the table as a sweep config: the method's TableConfig, output folder, device
+    and the early stop used by the tests (``stop_after_epochs``)."""
+    table: TableConfig
+    out: str
+    device: str = "cpu"
+    stop_after_epochs: int | None = None
+    KEY_PREFIX = "table"
+
+    def __post_init__(self):
+        if not isinstance(self.table, TableConfig):
+            raise TypeError(f"table must be a TableConfig, got {type(self.table).__name__}")
+        if self.stop_after_epochs is not None:
+            check_int("stop_after_epochs", self.stop_after_epochs, min_value=1)
+
+
+def table_job_run(job: TableJob, workdir=None, *, data, torch_threads=None) -> dict | None:
+    """:func:`run_one` for a sweep; ``data`` = (xtr, ytr, xte, yte), loaded once by the caller
+    (with Ray: one copy per node in the object store)."""
+    if torch_threads is not None and torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)     # same float sums as the local engine
+    device = torch.device(job.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", 0)
+    return run_one(job.table, Path(job.out), device, data,
+                   stop_after_epochs=job.stop_after_epochs)
+
+
+TABLE = Experiment("table", run=table_job_run, resources=lambda job: device_resources(job.device))
+
+
 # ---- combined table ------------------------------------------------------------------------
 
 def _fmt(v) -> str:
@@ -317,8 +351,10 @@ def main(argv=None) -> int:
     ap.add_argument("--label", default=None, help="free text stored in the combined JSON (default: none)")
     ap.add_argument("--stop-after-epochs", type=int_sci(1, "--stop-after-epochs"), default=None,
                     help=argparse_suppress())
+    add_engine_args(ap)
     args = ap.parse_args(argv)
     common = parse_common(args)
+    engine = check_engine_args(args)
     if args.methods is None:
         args.methods = (f"rst:{YANG_POC_MNIST['rst_lambda']:g}" if args.proof_of_concept
                         else DEFAULT_METHODS)
@@ -352,9 +388,14 @@ def main(argv=None) -> int:
     cfgs = [TableConfig(method=m, **base) for m in methods]
     started = time.perf_counter()
     data = load_data(cfgs[0], common.data_root)
+    jobs = [TableJob(table=c, out=str(common.out), device=str(device),
+                     stop_after_epochs=args.stop_after_epochs) for c in cfgs]
+    shared = {"data": data}
+    if engine["engine"] == "ray" and device.type == "cpu":
+        shared["torch_threads"] = torch.get_num_threads()
+    results = run_sweep(TABLE, jobs, shared=shared, desc="methods", **engine)
     rows = []
-    for cfg in progress(cfgs, total=len(cfgs), desc="methods"):
-        res = run_one(cfg, common.out, device, data, stop_after_epochs=args.stop_after_epochs)
+    for cfg, res in zip(cfgs, results):
         if res is None:
             print(f"{cfg.method}: stopped after {args.stop_after_epochs} epoch(s); rerun to resume",
                   file=sys.stderr)
@@ -362,8 +403,9 @@ def main(argv=None) -> int:
         rows.append({k: res[k] for k in ("method", "label", *COLUMNS)}
                     | {"wall_seconds": res["provenance"].get("wall_seconds"),
                        "run_json": f"runs/{cfg.slug()}.json"})
-        print(f"{res['label']:>16}: " + ", ".join(f"{HEADERS[c]} {res[c]:.2f}" for c in COLUMNS),
-              flush=True)
+        if is_main_process():
+            print(f"{res['label']:>16}: " + ", ".join(f"{HEADERS[c]} {res[c]:.2f}" for c in COLUMNS),
+                  flush=True)
     name = args.name or default_name(ds, args.model, args.attack, dropout, poc)
     shared = {k: v for k, v in asdict(cfgs[0]).items() if k != "method"}
     title = (f"{ds} / {args.model}, eps={base['eps']:g}, attack {args.attack}"
