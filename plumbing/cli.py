@@ -74,6 +74,9 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv=None, prog
     except (UsageError, ValueError, TypeError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
         die(str(exc) or type(exc).__name__, prog)
     except KeyboardInterrupt:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # the exit below is not interrupted again
         msg = resumable if isinstance(resumable, str) else (
             RESUME_MESSAGE if resumable else NO_RESUME_MESSAGE)
         print(msg, file=sys.stderr)

@@ -242,14 +242,26 @@ def test_truncated_sweep_checkpoint_named(tmp_path):
     assert_refused(r, sec, str(files[0]), "not valid JSON", "delete it")
 
 
-def test_garbage_covering_checkpoint_named(tmp_path):
+def test_garbage_covering_checkpoint_named(tmp_path, monkeypatch):
+    from simulate.nn_covering import main
+    from theory import box_covering
+
     ck = tmp_path / "cov"
-    small = ["--d", "1", "--delta", "0.2", "--trials", "2", "--n-test", "10", "--halvings", "1",
-             "--checkpoint", ck]
-    r, _ = run("simulate.nn_covering", *small)
-    assert r.returncode == 0, r.stderr
+    small = ["--d", "1", "--delta", "0.2", "--trials", "2", "--n-test", "10", "--halvings", "2",
+             "--checkpoint", str(ck)]
+    real, calls = box_covering.simulate_theorem2, []
+
+    def interrupted_after_one(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(box_covering, "simulate_theorem2", interrupted_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        main(small)
     files = sorted(ck.glob("*.json"))
-    assert files
+    assert len(files) == 1
     files[0].write_bytes(b"\x00\x01garbage")
     r, sec = run("simulate.nn_covering", *small)
     assert_refused(r, sec, str(files[0]), "delete it")
@@ -365,7 +377,7 @@ def test_sigint_on_figures_does_not_promise_a_checkpoint(tmp_path):
 
 
 def test_sigint_on_throughput_does_not_promise_a_checkpoint():
-    r = _interrupt(["deep.throughput", "--model", "aol_mlp", "--shape", "mnist", "--width", "8",
+    r = _interrupt(["deep.throughput", "--model", "aol_mlp", "--shape", "mnist", "--width", "16",
                     "--batch-size", "2", "--batches", "1e9", "--warmup", "0"],
                    lambda lines: any(ln.startswith("timing") for ln in lines))
     assert r.returncode == 130, r.stderr
