@@ -119,6 +119,10 @@ def main(argv=None) -> int:
     ap.add_argument("--max-n", type=int_sci(1, "--max-n"), default=40_000,
                     help="skip (d, delta) whose Theorem 2 size 37*ceil(1/delta)^d exceeds this")
     ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
+    ap.add_argument("--exact", action="store_true",
+                    help="also print, on the same sets, the l2-metric 1-NN's certified (lower bound) "
+                         "and EXACT robust accuracy at l-inf radius delta/2 (theory.nn_exact, one LP "
+                         "per candidate region; slow for large n: use a smaller --n-test)")
     ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON (default: not written)")
     ap.add_argument("--checkpoint", metavar="PATH",
                     help="checkpoint folder, one JSON per finished row (default <json>.ckpt; none "
@@ -164,6 +168,15 @@ def main(argv=None) -> int:
                           dist_seed=args.seed, seed=row_seed(args.seed, d, delta, n))
                for d, delta, dist in combos for n in size_grid(d, delta, args.halvings)]
     rows = run_sweep(THM2, configs, state_dir=ckpt_path, desc="nn_covering", **engine)
+    if args.exact:   # same training/test draws as the row (same distribution, same seed)
+        from theory.nn_exact import theorem2_exact
+        dists = {(d, delta): dist for d, delta, dist in combos}
+        for r in rows:
+            ex = theorem2_exact(dists[(r["d"], r["delta"])].sample, r["d"], r["delta"], r["n"],
+                                trials=args.trials, n_test=args.n_test,
+                                seed=row_seed(args.seed, r["d"], r["delta"], r["n"]))
+            r["l2nn_certified_accuracy"], r["l2nn_certified_accuracy_stderr"] = ex["l2_nn_certified"]
+            r["l2nn_exact_robust_accuracy"], r["l2nn_exact_robust_accuracy_stderr"] = ex["l2_nn_exact"]
 
     summary = []
     for d, delta, dist in combos:
@@ -188,12 +201,20 @@ def main(argv=None) -> int:
 
     hdr = (f"{'d':>2} {'delta':>6} {'n':>7} {'n/37B':>8} {'CRA(d/2)':>9} {'+-se':>6} {'NN<=d':>7} "
            f"{'coverage':>8} {'uni.exact':>9} {'bound':>8}")
+    if args.exact:
+        hdr += f" {'l2NN LB':>8} {'l2NN EXACT':>10}"
     print(hdr)
     for r in rows:
         print(f"{r['d']:>2} {r['delta']:>6g} {r['n']:>7} {r['n_over_thm2']:>8.4f} "
               f"{r['certified_robust_accuracy']:>9.4f} {r['certified_robust_accuracy_stderr']:>6.4f} "
               f"{r['near_fraction']:>7.4f} {r['coverage']:>8.4f} {r['coverage_uniform_exact']:>9.4f} "
-              f"{r['coverage_bound']:>8.4f}")
+              f"{r['coverage_bound']:>8.4f}"
+              + (f" {r['l2nn_certified_accuracy']:>8.4f} {r['l2nn_exact_robust_accuracy']:>10.4f}"
+                 if args.exact else ""))
+    if args.exact:
+        print("(CRA(d/2): l-inf-metric 1-NN of Theorem 2, half-gap certificate, a lower bound; "
+              "l2NN LB / EXACT: the l2-metric 1-NN on the same sets at l-inf radius delta/2, "
+              "certified (l2 half gap / sqrt(d), a lower bound) and exact robust accuracy)")
     print()
     print(f"{'d':>2} {'delta':>6} {'|B|':>6} {'37|B|':>7} {'CRA@37|B|':>9} {'n99 CRA':>8} "
           f"{'x looser':>8} {'n99 cov':>8} {'n99 unif':>8} {'x looser':>8}")

@@ -40,44 +40,12 @@ from theory.nn_scaling import (centre_median_nn_distance, check_sizes, embedded_
                                random_orthonormal, slope_intrinsic_dimension, unit_ball_volume)
 from plumbing.progress import progress
 
+from .json_checkpoint import Checkpoint
 
 RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
              "--json or --checkpoint)")
 PROG = "python -m simulate.nn_distance_scaling"
 
-
-class Checkpoint:
-    """Rows keyed by string, stored atomically as one JSON file with a fingerprint of the
-    settings (rows of other settings are ignored); a corrupt file is named, never skipped."""
-
-    def __init__(self, path: Path | None, settings: dict):
-        import hashlib
-        import json
-
-        from plumbing.io import CorruptFileError, read_json
-
-        self.path = path
-        self.fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-        self.rows: dict = {}
-        if path is not None and path.is_file():
-            remedy = "delete it to recompute its rows"
-            data = read_json(path, remedy=remedy)
-            if not isinstance(data, dict) or not isinstance(data.get("rows", {}), dict):
-                raise CorruptFileError(f"checkpoint {path} does not hold checkpoint rows; {remedy}")
-            if data.get("fingerprint") == self.fingerprint:
-                self.rows = data.get("rows", {})
-
-    def get(self, key):
-        return self.rows.get(key)
-
-    def put(self, key, row) -> None:
-        self.rows[key] = row
-        if self.path is not None:
-            atomic_write_json(self.path, {"fingerprint": self.fingerprint, "rows": self.rows})
-
-    def done(self) -> None:
-        if self.path is not None and self.path.is_file():
-            self.path.unlink()
 DATASETS = ("synthetic", "mnist", "fashion-mnist", "cifar10")
 MNIST_SIZES = [2 ** k for k in range(6, 16)]
 IMAGE_FEATURES = {"mnist": 784, "fashion-mnist": 784, "cifar10": 3072}

@@ -21,7 +21,8 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
 
 COMMANDS = [
     "simulate.distance_classifier", "simulate.nn_covering", "simulate.nn_distance_scaling",
-    "simulate.no_free_robustness", "simulate.separation",
+    "simulate.no_free_robustness", "simulate.separation", "simulate.staircase",
+    "simulate.nn_exact_robustness",
     "deep.experiments.scaling_law", "deep.experiments.robust_overfitting",
     "deep.experiments.pca_features", "deep.experiments.tradeoff",
     "deep.experiments.tradeoff_table", "deep.experiments.throughput",
