@@ -188,7 +188,7 @@ def check_output_file(path: str | os.PathLike | None, option: str, *, force: boo
     p = Path(path).expanduser()
     if str(path).strip() == "" or p.is_dir() or str(path).endswith(("/", os.sep)):
         shown = str(path) if str(path).strip() else repr(str(path))
-        raise OutputPathError(f"{option} {shown}: is a folder; give a file name")
+        raise OutputPathError(f"{option} {shown}: is a directory (folder); give a file name")
     if p.exists() and not p.is_file():
         raise OutputPathError(f"{option} {path}: exists and is not a regular file")
     _check_writable_folder(_first_existing(p.parent), option, p)

@@ -140,7 +140,7 @@ def test_check_output_file_and_dir_library(tmp_path):
     assert check_output_file(f, "--summary", existing="replace") == f
     with pytest.raises(OutputPathError, match="--out .*is a file"):
         check_output_dir(f, "--out")
-    with pytest.raises(OutputPathError, match="--hist .*is a folder"):
+    with pytest.raises(OutputPathError, match="--hist .*is a directory"):
         check_output_file(tmp_path, "--hist")
     with pytest.raises(OutputPathError, match=r"--json .*r\.json is a file, not a folder"):
         check_output_file(f / "x" / "y.json", "--json")
