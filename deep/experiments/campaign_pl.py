@@ -1,0 +1,2 @@
+def pl_config(args, out):
+    raise NotImplementedError
