@@ -85,6 +85,10 @@ def build_parser() -> OneLineArgumentParser:
     ap.add_argument("--threads", type=int_sci(1, "--threads"), default=None,
                     help="torch CPU threads (default: torch's; --tiny: 1, which avoids thread "
                          "contention on a shared CPU)")
+    ap.add_argument("--cifar-train-size", type=int_sci(10, "--cifar-train-size"), default=None,
+                    help="prepare: keep a class-balanced subset of this many training images")
+    ap.add_argument("--cifar-test-size", type=int_sci(10, "--cifar-test-size"), default=None,
+                    help="prepare: keep a class-balanced subset of this many test images")
     ap.add_argument("--tiny", action="store_true", help="tiny CPU preset for tests")
     ap.add_argument("--stop-after-runs", type=int_sci(1, "--stop-after-runs"), default=None,
                     help=argparse.SUPPRESS)  # testing hook: behave as if the budget ran out
@@ -100,7 +104,8 @@ def main(argv=None) -> int:
             raise UsageError("prepare needs --cifar-root (the cifar10-jpeg folder or its .tar.gz) "
                              "and --out (the .npz to write)")
         out = _check_out_file(Path(args.out), "--out", (".npz",))
-        path = prepare_cifar_npz(args.cifar_root, out)
+        path = prepare_cifar_npz(args.cifar_root, out, args.cifar_train_size, args.cifar_test_size,
+                                 args.seed)
         print(f"wrote {path}")
         return 0
     if args.budget_s is None:

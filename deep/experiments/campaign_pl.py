@@ -155,9 +155,18 @@ def _decode_jpeg_tree(root: Path) -> dict:
     return out
 
 
-def prepare_cifar_npz(cifar_root, out: Path) -> Path:
-    """Decode the JPEG copy once (CPU side, Pillow) into ``out`` (.npz, uint8 NHWC + labels)."""
+def prepare_cifar_npz(cifar_root, out: Path, train_size: int | None = None,
+                      test_size: int | None = None, seed: int = 0) -> Path:
+    """Decode the JPEG copy once (CPU side, Pillow) into ``out`` (.npz, uint8 NHWC + labels),
+    optionally keeping class-balanced subsets (the whole copy is 170 MB, more than a device run
+    can carry; 10000 + 2000 images are about 34 MB)."""
+    from deep.data import balanced_subset
+
     arrays = _decode_jpeg_tree(Path(cifar_root))
+    for split, size in (("train", train_size), ("test", test_size)):
+        if size is not None and size < len(arrays[f"y_{split}"]):
+            idx = balanced_subset(arrays[f"y_{split}"], size, seed)
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = arrays[f"x_{split}"][idx], arrays[f"y_{split}"][idx]
     import io
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays, note=np.array(APPROX_REASON))
