@@ -72,10 +72,14 @@ TABLES = {"table2_cnn1": ("Table 2", "CNN1", "PGD-10", TABLE2_CNN1),
 
 def _load(relpath: str) -> dict:
     try:
-        return load_result(relpath)
+        res = load_result(relpath)
     except NeedsData:
         raise NeedsData(f"no committed result results/{relpath}; produce it on a GPU with: "
                         f"{CMD}") from None
+    if res.get("tiny"):
+        raise NeedsData(f"results/{relpath} comes from the --tiny test preset; the GPU run is "
+                        f"still needed: {CMD}")
+    return res
 
 
 def _yrzsc_cell(table: str, spec: str, column: str):
@@ -126,7 +130,7 @@ def _throughput(model: str):
             raise NeedsData(f"no float32 throughput run of {model} in results/{PL_FILE}")
         r = rows[0]
         return Measured(r["seconds_per_epoch"],
-                        f"{model} (P&L Sec. 4.1 width {r.get('parameters')} parameters), batch "
+                        f"{model} (P&L Sec. 4.1 network, {r.get('parameters')} parameters), batch "
                         f"{r['batch_size']}, float32, random CIFAR-10-shaped data on our GPU; the "
                         f"8.6 s anchor is the XS model on the comparison's GPU")
     return measure

@@ -130,7 +130,7 @@ def test_campaign_tiny_cutoff_resume_and_fields(tmp_path, mnist_root):
     for name, data in first.items():
         assert second[name] == data, f"{name} was rewritten on resume"
     y = json.loads((out / "campaign_yrzsc_mnist.json").read_text())
-    assert y["complete"] and y["epochs"] == 1 and y["paper_epochs"] == 160
+    assert y["complete"] and y["tiny"] and y["epochs"] == 1 and y["paper_epochs"] == 160
     assert "1 epoch(s)" in y["header"]
     assert any("instead of the paper's 160" in d for d in y["deviations"])
     assert {"command", "commit", "device", "seed", "wall_seconds", "versions"} <= set(y["provenance"])

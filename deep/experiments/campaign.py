@@ -150,7 +150,7 @@ def yrzsc_config(args, out: Path):
     kw = dict(out=out, device=args.device, data_root=args.data_root, seed=args.seed,
               epochs=args.epochs)
     if args.tiny:
-        kw.update({k: v for k, v in cy.TINY.items()})
+        kw.update({k: v for k, v in cy.TINY.items()}, tiny=True)
     if args.mt_eval_size is not None:
         kw["mt_eval_size"] = args.mt_eval_size
     return cy.YrzscConfig(**kw)

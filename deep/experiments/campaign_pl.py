@@ -657,7 +657,7 @@ def finish(cfg: PlConfig, budget: Budget, names: dict, devs: list[str], device,
     left = sorted(planned - set(done))
     broken = sum(int(r.get("broken_certificates") or 0) for it in items.values() for r in it["runs"])
     certified = sum(int(r.get("certified_points") or 0) for it in items.values() for r in it["runs"])
-    summary = {"campaign": CAMPAIGN, "items": items, "runs_done": done, "runs_left": left,
+    summary = {"campaign": CAMPAIGN, "tiny": cfg.tiny, "items": items, "runs_done": done, "runs_left": left,
                "broken_certificates": broken, "certified_points_attacked": certified,
                "cifar_skipped": skipped, "deviations": devs,
                "approximate": any(r.get("approximate") for it in items.values() for r in it["runs"]),

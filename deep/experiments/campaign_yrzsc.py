@@ -86,6 +86,7 @@ class YrzscConfig:
     batch_size: int = YANG_BATCH_SIZE["mnist"]
     image_size: int | None = None      # None: MNIST's 28x28; else resized (tests only)
     safety: float = 0.85               # fraction of the budget the plan may fill
+    tiny: bool = False                 # the CPU test preset (results are not paper checks)
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -447,7 +448,7 @@ def finish(cfg: YrzscConfig, budget: Budget, plan: dict, devs: list[str], device
     E = plan["epochs"]
     header = (f"YRZSC MNIST Tables 2/9/10: {E} epoch(s) per run (paper: 160; learning-rate steps "
               f"compressed proportionally)")
-    combined = {"campaign": CAMPAIGN, "header": header, "epochs": E,
+    combined = {"campaign": CAMPAIGN, "header": header, "epochs": E, "tiny": cfg.tiny,
                 "paper_epochs": YANG_EPOCHS["mnist"], "complete": not left, "runs_done": done,
                 "runs_left": left, "plan": plan, "deviations": devs, "columns": list(COLUMNS),
                 "units": "percent except test_lipschitz", "tables": tables}
