@@ -7,6 +7,12 @@ predictions shows both attacks do the same work. Calls alternate (ours, theirs, 
 a changing load on a shared machine hits both alike; prints the median wall and process-CPU
 seconds per call of each and the ratio ours / torchattacks (< 1: ours is faster).
 
+Before timing, both attacks run once WITHOUT random start, where PGD is deterministic and the
+two implementations must return the same points: the command prints the largest coordinate
+difference and the fraction of coordinates differing by more than ``--atol`` (default 1e-6),
+and exits 1 with "DISAGREE" when that fraction exceeds ``--max-differing`` (default 1e-3; a
+coordinate whose gradient is zero to rounding may take the other sign).
+
 torchattacks is an optional peer, not a dependency: install it with
 ``pip install --no-deps torchattacks`` (its declared torchvision requirement would otherwise pull
 another torch; PGD needs only torch). Without it the command prints
@@ -20,10 +26,22 @@ import statistics
 import sys
 import time
 
-from plumbing.cli import OneLineArgumentParser, UsageError, float_range, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, UsageError, add_force_arg, float_range, int_sci, run_main
 from theory.constants import YANG_EPS_LINF, YANG_PGD_STEP_DIVISOR, YANG_PGD_STEPS
 
 PROG = "python -m bench.bench_attacks"
+
+
+def agreement(ours, theirs, *, atol: float = 1e-6, max_differing: float = 1e-3) -> dict:
+    """Compare two attacks' outputs from the same deterministic start: ``max_abs_diff``, the
+    fraction of coordinates differing by more than ``atol`` (``differing``) and ``ok`` (that
+    fraction <= ``max_differing`` and the shapes equal)."""
+    if tuple(ours.shape) != tuple(theirs.shape):
+        return {"max_abs_diff": float("inf"), "differing": 1.0, "ok": False}
+    diff = (ours.detach().double() - theirs.detach().double().to(ours.device)).abs()
+    differing = float((diff > atol).double().mean())
+    return {"max_abs_diff": float(diff.max()), "differing": differing,
+            "ok": differing <= max_differing}
 
 
 def _model(torch):
@@ -60,15 +78,25 @@ def _time_pair(fa, fb, sync, repeats: int):
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    ap.add_argument("--batch", type=int_sci(1, "--batch"), default=256)
-    ap.add_argument("--repeats", type=int_sci(1, "--repeats"), default=5)
+    ap.add_argument("--batch", type=int_sci(1, "--batch"), default=256, help="batch size")
+    ap.add_argument("--repeats", type=int_sci(1, "--repeats"), default=5, help="timed repetitions")
     ap.add_argument("--eps", type=float_range(0.0, 1.0, low_open=True, name="--eps"),
-                    default=YANG_EPS_LINF["mnist"])
+                    default=YANG_EPS_LINF["mnist"], help="l-inf radius of the attacks")
     ap.add_argument("--threads", type=int_sci(1, "--threads"), default=None,
                     help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
-    ap.add_argument("--out", default=None, help="optional JSON file for the measurement")
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
+    ap.add_argument("--atol", type=float_range(0.0, 1.0, name="--atol"), default=1e-6,
+                    help="coordinate tolerance of the agreement check (default 1e-6)")
+    ap.add_argument("--max-differing", type=float_range(0.0, 1.0, name="--max-differing"),
+                    default=1e-3, help="largest fraction of coordinates allowed to differ by more "
+                    "than --atol (default 1e-3)")
+    ap.add_argument("--out", default=None, metavar="PATH",
+                    help="JSON file for the measurement (default: not written)")
+    add_force_arg(ap)
     args = ap.parse_args(argv)
+    from plumbing.io import check_output_file
+
+    check_output_file(args.out, "--out", force=args.force)
 
     import torch
 
@@ -96,6 +124,16 @@ def main(argv=None) -> int:
         y = model(x).argmax(dim=1)
     eps, steps = args.eps, YANG_PGD_STEPS
     alpha = eps / YANG_PGD_STEP_DIVISOR
+
+    # agreement: without random start PGD is deterministic, so both must give the same points
+    det = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
+    agree = agreement(pgd(model, x, y, eps, "inf", steps=steps, step_size=alpha, random_start=False),
+                      det(x, y), atol=args.atol, max_differing=args.max_differing)
+    print(f"agreement without random start: max |ours - torchattacks| = {agree['max_abs_diff']:.3g}, "
+          f"coordinates differing by > {args.atol:g}: {100 * agree['differing']:.4f}% "
+          f"({'agree' if agree['ok'] else 'DISAGREE'})")
+    if not agree["ok"]:
+        return 1
 
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)  # torchattacks draws its random start from the global RNG
@@ -131,6 +169,7 @@ def main(argv=None) -> int:
             "ours_cpu_seconds": ours_cpu, "torchattacks_cpu_seconds": theirs_cpu,
             "ratio_ours_over_torchattacks": ratio, "cpu_ratio_ours_over_torchattacks": cpu_ratio, "flipped_ours": flip_ours,
             "flipped_torchattacks": flip_theirs, "torchattacks_version": torchattacks.__version__,
+            "agreement_no_random_start": agree,
             "provenance": provenance(seed=args.seed, wall_seconds=wall, device=dev_name)})
     return 0
 

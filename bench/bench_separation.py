@@ -51,11 +51,16 @@ def faiss_search(q, r):
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog="python -m bench.bench_separation", description=__doc__)
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--n-train", type=int_sci(2, "--n-train"), default=60000)
-    ap.add_argument("--n-query", type=int_sci(1, "--n-query"), default=10000)
-    ap.add_argument("--sk-queries", type=int_sci(1, "--sk-queries"), default=200)
-    ap.add_argument("--faiss-queries", type=int_sci(1, "--faiss-queries"), default=1000)
+    ap.add_argument("--data-root", default=None,
+                    help="MNIST folder (default: $ROBUSTGEN_DATA, else ~/.robustgen/data)")
+    ap.add_argument("--n-train", type=int_sci(2, "--n-train"), default=60000,
+                    help="first N MNIST training images as references")
+    ap.add_argument("--n-query", type=int_sci(1, "--n-query"), default=10000,
+                    help="first N MNIST test images as queries")
+    ap.add_argument("--sk-queries", type=int_sci(1, "--sk-queries"), default=200,
+                    help="queries timed with scikit-learn (extrapolated)")
+    ap.add_argument("--faiss-queries", type=int_sci(1, "--faiss-queries"), default=1000,
+                    help="queries timed with faiss (extrapolated)")
     args = ap.parse_args(argv)
     x, y = load_dataset("mnist", "train", args.data_root)
     xt, yt = load_dataset("mnist", "test", args.data_root)

@@ -13,9 +13,12 @@
   reader sees at once that the attack stayed inside the ball and the box.
 
 Conventions: inputs live in [0, 1] (models carry their normalisation as the first layer) and every
-iterate is clipped to that box; the model is put in eval mode for the attack and every submodule's
-previous mode is restored afterwards; device and dtype come from ``x``; only the gradient with
-respect to the input is computed (parameters' ``.grad`` are never touched).
+iterate is clipped to that box; ``norm`` is ``"inf"`` or ``"2"`` (also accepted: the numbers
+``float("inf")``/``np.inf`` and 2, normalised by ``plumbing.validation.check_norm``); the attack
+runs in ``x``'s dtype, and a model whose parameters have another dtype is refused (TypeError);
+the model is put in eval mode for the attack and every submodule's previous mode is restored
+afterwards; device and dtype come from ``x``; only the gradient with respect to the input is
+computed (parameters' ``.grad`` are never touched).
 
 Random start and reproducibility. A start is drawn uniformly from the l-inf ball, or uniformly from
 the l2 ball (Gaussian direction, radius ``eps * U^(1/d)``). To make the result for one example the
@@ -40,7 +43,7 @@ import torch.nn.functional as F
 
 from theory.constants import YANG_MT_STEPS, YANG_PGD_STEP_DIVISOR, YANG_PGD_STEPS
 from plumbing.progress import progress
-from plumbing.validation import check_choice, check_float, check_int
+from plumbing.validation import check_choice, check_float, check_int, check_norm
 
 NORMS = ("inf", "2")
 ATTACKS = ("pgd", "mt")
@@ -118,7 +121,7 @@ def eval_mode(model: torch.nn.Module):
 
 def perturbation_norms(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
     """Per-example ||x_adv - x||_p, p = inf or 2, as a (B,) tensor."""
-    norm = check_choice("norm", norm, NORMS)
+    norm = check_norm("norm", norm)
     d = (x_adv - x).reshape(x.shape[0], -1)
     return d.abs().amax(dim=1) if norm == "inf" else d.norm(dim=1)
 
@@ -137,7 +140,7 @@ def _check_inputs(x, y, eps, norm):
         raise ValueError(f"y must have one label per example of x: batch sizes differ "
                          f"(x has {x.shape[0]}, y has {y.shape[0]})")
     eps = check_float("eps", eps, low=0.0)
-    norm = check_choice("norm", norm, NORMS)
+    norm = check_norm("norm", norm)
     if not bool(torch.isfinite(x).all()):
         raise ValueError("x contains NaN or infinite values")
     lo, hi = float(x.min()), float(x.max())
@@ -145,6 +148,18 @@ def _check_inputs(x, y, eps, norm):
         raise ValueError(f"x must lie in [0, 1] (models carry their normalisation), "
                          f"got values in [{lo:.4g}, {hi:.4g}]")
     return eps, norm
+
+
+def _check_model_dtype(model, x) -> None:
+    """The attack runs in x's dtype; a model whose floating parameters have another dtype is
+    refused up front (instead of a matmul traceback)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            if p.dtype != x.dtype:
+                raise TypeError(f"x has dtype {x.dtype} but the model's parameters are {p.dtype}; "
+                                f"the attack runs in x's dtype: convert one of them "
+                                f"(x.to({p.dtype}) or model.to({x.dtype}))")
+            return
 
 
 def _forward_checked(model, x, y) -> torch.Tensor:
@@ -257,7 +272,7 @@ def random_start_points(x: torch.Tensor, eps: float, norm: str = "inf",
     clipped to [0, 1]; reproducible with ``generator`` and independent of batch position (the
     draw of an example depends only on the base seed, ``salt``, its bytes and its label)."""
     eps = check_float("eps", eps, low=0.0)
-    norm = check_choice("norm", norm, NORMS)
+    norm = check_norm("norm", norm)
     salt = check_int("salt", salt)
     x = x.detach()
     return _random_start(x, eps, norm, _example_seeds(x, y, _base_seed(generator), salt))
@@ -345,6 +360,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, no
     from x + 0.001 * N(0, 1); ours starts uniformly in the ball, a wider exploration.)
     """
     eps, norm = _check_inputs(x, y, eps, norm)
+    _check_model_dtype(model, x)
     steps, alpha = _resolve_step(eps, steps, step_size)
     spec = LOSSES[check_choice("loss", loss, tuple(LOSSES))]
     random_start = bool(random_start)
@@ -389,6 +405,7 @@ def multi_targeted(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps
     the result is never weaker than no attack). Examples whose label is t skip target t.
     """
     eps, norm = _check_inputs(x, y, eps, norm)
+    _check_model_dtype(model, x)
     steps, alpha = _resolve_step(eps, steps, step_size)
     y = y.to(x.device)
     x = x.detach()
@@ -467,6 +484,7 @@ def robust_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     norm, the NaN count and the range of the adversarial inputs (as AutoAttack's last line)."""
     attack = check_choice("attack", attack, ATTACKS)
     eps, norm = _check_inputs(x, y, eps, norm)
+    _check_model_dtype(model, x)
     batch_size = check_int("batch_size", batch_size, min_value=1)
     if steps is None:
         steps = YANG_PGD_STEPS if attack == "pgd" else YANG_MT_STEPS

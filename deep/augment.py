@@ -7,9 +7,9 @@ and a resumed run continues exactly like an uninterrupted one. Random numbers ar
 CPU and moved to the batch's device, so CPU and CUDA runs see the same crops, flips and erasures.
 
 MNIST (Section 9.3): the paper pads the images "after subtracting the mean value with value 0 to
-size 32x32" and uses "only random cropping (size 4) and random flipping". The issue that
-specifies this package asks for *no horizontal flip on MNIST* (digits are not mirror-symmetric),
-and we follow the issue: MNIST gets random crops only (no flip, no erasing). Because our models
+size 32x32" and uses "only random cropping (size 4) and random flipping". We deliberately use
+*no horizontal flip on MNIST* (digits are not mirror-symmetric: a mirrored digit is another or
+no digit), so MNIST gets random crops only (no flip, no erasing). Because our models
 carry the mean subtraction as their first layer (inputs stay in [0, 1]), "pad with 0 after
 subtracting the mean" is implemented as padding with the training mean (:func:`pad_to`).
 
@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from theory.constants import RANDOM_CROP_PADDING, RANDOM_ERASE_SIZE
-from plumbing.validation import check_choice, check_float, check_int
+from plumbing.validation import check_float, check_int
 
 MNIST_PADDED_SIZE = 32  # P&L Sec. 9.3: MNIST padded to 32x32 so the CIFAR-10 setup applies
 
@@ -55,9 +55,12 @@ class AugmentConfig:
 
 def config_for_dataset(dataset: str, enabled: bool = True) -> AugmentConfig:
     """The paper's augmentation for ``dataset``: crop+flip+erase (Sec. 4.1); MNIST and
-    Fashion-MNIST crop only (Sec. 9.3, without flip as the issue asks); ``enabled=False`` gives
-    the identity (robust overfitting, Sec. 4.3; PCA without augmentation, Sec. 11)."""
-    check_choice("dataset", dataset, ("mnist", "fashion-mnist", "cifar10", "svhn"))
+    Fashion-MNIST crop only (Sec. 9.3; no flip: a mirrored digit is another or no digit);
+    ``enabled=False`` gives the identity (robust overfitting, Sec. 4.3; PCA without augmentation,
+    Sec. 11). ``dataset`` as in ``deep.models.dataset_name`` (``fashion_mnist`` accepted)."""
+    from deep.models import dataset_name
+
+    dataset = dataset_name(dataset)
     if not enabled:
         return AugmentConfig(crop_padding=0, flip=False, erase_size=0)
     if dataset in ("mnist", "fashion-mnist"):

@@ -219,21 +219,28 @@ class CPLConv2d(nn.Module):
     is 1-Lipschitz whenever the step ``h = 2/sigma^2`` uses ``sigma >= ||W||_2`` (the Jacobian
     ``I - h W^T L W`` with ``0 <= L <= I`` has eigenvalues in ``[1 - h||W||^2, 1]``).
 
-    ``||W||_2`` depends on the input's spatial size; it is estimated by power iteration on
-    ``W^T W`` with a persistent vector ``u`` (a buffer shaped like one input, created from a
-    fixed private seed the first time a shape is seen, so no global RNG is consumed):
+    ``||W||_2`` depends on the input's spatial size. Two modes:
 
-    * training mode: ``train_iterations`` steps per forward (no gradient through ``u``), then
-      ``sigma = ||W u||`` with gradient -- a slight under-estimate while ``u`` converges;
-    * eval mode: more iterations, in float64, accelerated by restarted Lanczos
-      (:func:`top_eigenpair`, a Krylov-space refinement of power iteration started from ``u``)
-      until the residual or the gain of a restart is below ``eval_tol`` (relative) or after ``eval_iterations`` operator
-      products; the value is cached until the weight changes (tracked by its version counter)
-      or the module returns to training mode.
+    * training mode (NOT certified, :attr:`certified` is False): ``train_iterations`` power
+      iteration steps per forward on ``W^T W`` with a persistent vector ``u`` (a buffer shaped
+      like one input, created from a fixed private seed, so no global RNG is consumed), then
+      ``sigma = ||W u||`` with gradient -- Meunier et al.'s cheap estimate. It is a lower bound
+      of ``||W||``, so the training-mode layer can have a Lipschitz constant above 1 (about 2 at
+      a fresh init). Nothing certifies a model in this mode: ``deep.certify`` and
+      ``deep.lipschitz_check`` evaluate models in eval mode and refuse an uncertified layer.
+    * eval mode (certified): restarted Lanczos in float64 (:func:`top_eigenpair`, started from
+      ``u``) until the relative residual or gain is below ``eval_tol`` or after
+      ``eval_iterations`` operator products; then ``sigma^2 = theta + ||W^T W q - theta q||``
+      (Ritz value plus residual norm, times ``1 + 1e-12`` for rounding): an eigenvalue of the
+      symmetric ``W^T W`` lies within the residual of ``theta``, and that eigenvalue is the top
+      one unless the Krylov space misses the top eigenvector (probability zero for a random
+      start). So ``sigma >= ||W||`` and the layer is 1-Lipschitz, not only up to the
+      convergence error. The value is cached and reused only while the weight's VALUES equal a
+      stored copy (exact ``torch.equal``; catches ``weight.data`` writes, which the version
+      counter misses, ``no_grad`` in-place updates and ``load_state_dict``), for the same input
+      shape, dtype and device.
 
-    Both estimates converge to ``||W||`` from below, so the eval-mode layer is 1-Lipschitz up to
-    the (tested, <= 1e-4) convergence error; ``tests/test_layers_lipschitz.py`` compares it with
-    the exact SVD of the convolution matrix.
+    ``tests/test_layers_lipschitz.py`` compares both with the exact SVD of the convolution.
     """
 
     def __init__(self, channels: int, inner_channels: int, kernel_size: int, *, bias: bool = True,
@@ -288,8 +295,15 @@ class CPLConv2d(nn.Module):
         self._cache = None
         return super().train(mode)
 
+    @property
+    def certified(self) -> bool:
+        """True when the forward pass is 1-Lipschitz by construction (eval mode; the
+        training-mode estimate of ``||W||`` is a lower bound)."""
+        return not self.training
+
     @torch.no_grad()
     def _power_iteration_eval(self) -> torch.Tensor:
+        """Certified upper bound of ``||W||_2`` (class docstring): sqrt(theta + residual)."""
         w = self.weight.detach().double()
         shape = self.u.shape
 
@@ -299,11 +313,23 @@ class CPLConv2d(nn.Module):
 
         lam, u = top_eigenpair(gram, self.u.double().reshape(-1), max_matvecs=self.eval_iterations,
                                tol=self.eval_tol)
+        residual = (gram(u) - lam * u).norm()
         self.u.copy_(u.view(shape).to(self.u.dtype))
-        return lam.clamp_min(0).sqrt()
+        upper = (lam.clamp_min(0) + residual) * (1 + 1e-12)
+        return upper.sqrt()
+
+    def _cache_valid(self) -> bool:
+        if self._cache is None:
+            return False
+        key, snapshot, _ = self._cache
+        w = self.weight.detach()
+        return (key == (tuple(self.u.shape), w.dtype, w.device) and snapshot.shape == w.shape
+                and torch.equal(snapshot, w))
 
     def spectral_norm(self, x: torch.Tensor | None = None) -> torch.Tensor:
-        """Current estimate of ``||W||_2`` for inputs shaped like ``x`` (or the stored vector)."""
+        """``||W||_2`` for inputs shaped like ``x`` (or the stored vector): in training mode the
+        power-iteration estimate (a lower bound, differentiable), in eval mode a certified upper
+        bound (cached while the weight's values are unchanged)."""
         if x is not None:
             self._ensure_u(x)
         if self.u.numel() == 0:
@@ -318,12 +344,14 @@ class CPLConv2d(nn.Module):
                 self.u.copy_(u)
             # use the private copy ``u`` (not the buffer, which later forwards update in place)
             return self._conv(u, self.weight).norm()
-        key = (self.weight._version, self.weight.data_ptr(), self.weight.dtype,
-               self.weight.device, tuple(self.u.shape))
-        if self._cache is None or self._cache[0] != key:
-            sigma = self._power_iteration_eval().to(self.weight.dtype)
-            self._cache = (key, sigma)
-        return self._cache[1]
+        if not self._cache_valid():
+            w = self.weight.detach()
+            if not bool(torch.isfinite(w).all()):
+                raise ValueError("CPLConv2d weight contains NaN or infinite values; its spectral "
+                                 "norm (and the layer) is undefined")
+            sigma = self._power_iteration_eval().to(w.dtype)
+            self._cache = ((tuple(self.u.shape), w.dtype, w.device), w.clone(), sigma)
+        return self._cache[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:

@@ -20,8 +20,13 @@ the model is in eval mode during the attack). The method is picked by exact name
 :data:`METHODS`; its parameter is ``MethodConfig.weight`` (TRADES beta, RST lambda, GR beta,
 LLR lambda). On the command line ``"trades:6"`` means ``MethodConfig("trades", weight=6.0)``.
 
-Dropout: the two forward passes whose losses are differenced (GR, LLR) share one dropout mask,
-so the finite differences measure the input change and not the mask change.
+Dropout: forward passes whose outputs are compared share one dropout mask (torch's RNG state is
+captured once and replayed), so a difference measures the input change and not the mask change:
+GR's direction d, L(x) and L(x + h d) come from one mask; LLR's L(x), grad_x L and L(x + delta)
+from one mask; TRADES' f(x) and f(x') in the KL term from one mask (TRADES' public code runs two
+independent passes, which adds mask noise to the KL; we follow the formula above). AT and RST sum
+losses of separate passes and compare nothing, so their passes draw independent masks. The inner
+maximisations (PGD, LLR's delta search) run in eval mode, without dropout.
 """
 from __future__ import annotations
 
@@ -172,15 +177,19 @@ def gr_penalty(model, x, y, h: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-example losses, per-example finite-difference penalty ((L(x+hd) - L(x))/h)^2).
 
     d = grad_x L / ||grad_x L||_2 is computed without a graph and held fixed (Finlay & Oberman);
-    examples with a zero gradient get d = 0 and penalty 0.
+    examples with a zero gradient get d = 0 and penalty 0. The direction d and the loss L(x) come
+    from ONE forward pass, and the pass at x + h d replays its random state, so all three share
+    one dropout mask (the one drawn from torch's RNG state at the call): the penalty approximates
+    ||grad_x L||_2^2 of the returned loss, not (grad L_B . d_A)^2 of two different masks.
     """
-    _, g = input_gradient(model, x, y)
+    rng = _SameRandomness(x.device)
+    xg = x.detach().clone().requires_grad_(True)
+    loss_x = per_example_loss(model, xg, y)
+    (g,) = torch.autograd.grad(loss_x.sum(), xg, retain_graph=True)
     norm = g.flatten(1).norm(dim=1).clamp_min(torch.finfo(g.dtype).tiny)
     d = (g / norm.view(-1, *([1] * (g.dim() - 1)))).detach()
-    rng = _SameRandomness(x.device)
-    loss_x = per_example_loss(model, x, y)
     rng.replay()
-    loss_f = per_example_loss(model, x + h * d, y)
+    loss_f = per_example_loss(model, x.detach() + h * d, y)
     return loss_x, ((loss_f - loss_x) / h) ** 2
 
 
@@ -266,7 +275,9 @@ def _rst(cfg: MethodConfig):
 def _trades(cfg: MethodConfig):
     def loss_fn(model, xb, yb):
         xa = _attack(model, xb, yb, cfg, loss="kl")
+        rng = _SameRandomness(xb.device)
         logits = model(xb)
+        rng.replay()                    # f(x') with f(x)'s dropout mask: KL measures x -> x' only
         kl = F.kl_div(F.log_softmax(model(xa), dim=1), F.softmax(logits, dim=1),
                       reduction="batchmean")
         return F.cross_entropy(logits, yb) + cfg.weight * kl

@@ -317,11 +317,27 @@ def build_model(name: str, config=None) -> nn.Module:
     return model_cls(config)
 
 
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "svhn")
+
+
+def dataset_name(dataset: str) -> str:
+    """Canonical dataset name (one of :data:`DATASETS`, the spelling of ``plumbing.datasets``):
+    case-insensitive, ``_`` accepted for ``-`` (``fashion_mnist``, ``Fashion-MNIST``) and
+    ``cifar-10`` for ``cifar10``."""
+    if not isinstance(dataset, str):
+        raise TypeError(f"dataset must be a string, one of {', '.join(DATASETS)}; got {dataset!r}")
+    key = dataset.strip().lower().replace("_", "-")
+    key = {"cifar-10": "cifar10"}.get(key, key)
+    if key not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)} (also fashion_mnist); "
+                         f"got {dataset!r}")
+    return key
+
+
 def input_config(dataset: str, *, pad: bool = False) -> dict:
     """Input fields for a dataset: MNIST / Fashion-MNIST (1 x 28 x 28, or 32 with ``pad``) and
-    CIFAR-10 (3 x 32 x 32)."""
-    check_choice("dataset", dataset, ("mnist", "fashion_mnist", "cifar10"))
-    if dataset == "cifar10":
+    CIFAR-10 / SVHN (3 x 32 x 32). Both ``fashion-mnist`` and ``fashion_mnist`` are accepted."""
+    if dataset_name(dataset) in ("cifar10", "svhn"):
         return {"in_channels": 3, "input_size": 32, "num_classes": 10}
     return {"in_channels": 1, "input_size": 32 if pad else 28, "num_classes": 10}
 

@@ -8,6 +8,20 @@ Determinism and resume: epoch e shuffles with a generator seeded by (seed, e) an
 global RNG with the same value before the epoch (for dropout and augmentation), so a run resumed
 from the checkpoint of epoch e continues exactly as an uninterrupted run would (CPU).
 Checkpoints (model, optimiser, scheduler, history) are written atomically after every epoch.
+
+Several processes (``torchrun --nproc-per-node N``, or any initialised ``torch.distributed``
+process group): the model is wrapped in DistributedDataParallel and every step's global batch of
+``batch_size`` examples (the paper's batch) is drawn exactly as in one process, augmented as a
+whole on every rank (same generator, so the same draws), and split into N contiguous shards, one
+per rank (per-rank batch = batch_size / N). Each rank's mean loss is weighted by its share of
+the global batch, so DDP's gradient average is the gradient of the global batch mean even when
+the last batch does not divide evenly: the parameters equal those of one process up to the order
+of floating-point reduction. Only rank 0 writes the checkpoint and metrics file. Caveats:
+BatchNorm is converted to SyncBatchNorm on CUDA (statistics over the global batch); on the CPU
+(gloo) SyncBatchNorm is unsupported, so BatchNorm statistics are per rank (per-rank batch) and
+the numbers differ from one process. Dropout draws from torch's global RNG, seeded per epoch with
+``seed + rank``: ranks draw independent masks, so runs with dropout are reproducible for a given
+N but not equal to one process.
 """
 from __future__ import annotations
 
@@ -21,7 +35,7 @@ from typing import Callable
 import torch
 
 from theory.constants import BATCH_SIZE, SGD_MOMENTUM
-from plumbing.io import atomic_write_bytes, atomic_write_json
+from plumbing.io import atomic_write_bytes, atomic_write_json, load_checkpoint
 from plumbing.progress import progress
 from plumbing.validation import check_choice, check_float, check_int
 
@@ -78,6 +92,43 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: in
     return opt, sched
 
 
+def distributed_context(model: torch.nn.Module, device: torch.device):
+    """(rank, world size, model to train) for this process. With an initialised process group of
+    more than one process the model is wrapped in DistributedDataParallel (BatchNorm converted to
+    SyncBatchNorm on CUDA); otherwise (0, 1, model)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return 0, 1, model
+    if device.type == "cuda" and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                                     for m in model.modules()):
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return dist.get_rank(), dist.get_world_size(), ddp
+
+
+def init_distributed(device: str | torch.device = "cpu") -> torch.device:
+    """Join the torchrun job this process belongs to (no-op outside torchrun) and return the
+    device this rank uses: ``cuda:LOCAL_RANK`` for a CUDA device, the CPU otherwise. Backend
+    nccl on CUDA, gloo on the CPU."""
+    from plumbing.distributed import is_distributed, local_rank
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and is_distributed():
+        dev = torch.device("cuda", local_rank())
+        torch.cuda.set_device(dev)
+    dist = torch.distributed
+    if is_distributed() and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return dev
+
+
+def shard_bounds(size: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows [lo, hi) of a global batch of ``size`` that rank ``rank`` of ``world`` trains on:
+    contiguous, sizes differing by at most one."""
+    return size * rank // world, size * (rank + 1) // world
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -96,6 +147,10 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
     early (as an interruption would) after that many epochs in total. Returns the history: one dict
     per epoch with ``epoch``, ``train_loss``, ``lr``, ``seconds`` and the evaluation metrics.
     """
+    for _name, _t in (("x", x), ("y", y)):   # input validation (no silent numpy conversion)
+        if not isinstance(_t, torch.Tensor):
+            raise TypeError(f"{_name} must be a torch.Tensor, got {type(_t).__name__}; convert "
+                            f"with torch.as_tensor({_name}) (images as float in [0, 1], labels as int64)")
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     if len(x) == 0:
@@ -108,7 +163,8 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = load_checkpoint(ckpt, map_location=device,
+                                required=("config", "model", "optimizer", "scheduler", "history", "epoch"))
         if state.get("config") != asdict(cfg):
             raise ValueError(f"checkpoint {ckpt} was written with a different configuration; "
                              f"delete it or use another --out")
@@ -117,11 +173,17 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
         sched.load_state_dict(state["scheduler"])
         history = state["history"]
         start = state["epoch"] + 1
+    rank, world, train_model = distributed_context(model, device)
+    if world > 1 and min(cfg.batch_size, n - (steps - 1) * cfg.batch_size) < world:
+        raise ValueError(f"batch_size: every global batch (the last holds "
+                         f"{n - (steps - 1) * cfg.batch_size}) needs at least one example per "
+                         f"process ({world})")
     last = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
-    for epoch in progress(range(start, last), total=last - start, desc=desc):
+    for epoch in progress(range(start, last), total=last - start, desc=desc,
+                          disable=None if rank == 0 else True):
         t0 = time.perf_counter()
         s = epoch_seed(cfg.seed, epoch)
-        torch.manual_seed(s)
+        torch.manual_seed(s + rank)       # dropout: independent masks per rank
         gen = torch.Generator().manual_seed(s)
         perm = torch.randperm(n, generator=gen)
         model.train()
@@ -132,15 +194,28 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
             yb = y[idx].to(device, non_blocking=True)
             if augment is not None:
                 xb = augment(xb, gen)
-            loss = loss_fn(model, xb, yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if world > 1:                 # this rank's shard of the global batch
+                lo, hi = shard_bounds(len(idx), rank, world)
+                xb, yb = xb[lo:hi], yb[lo:hi]
+                loss = loss_fn(train_model, xb, yb)
+                # DDP averages gradients over ranks; weighting each shard's mean by its share of
+                # the batch makes that average the gradient of the global batch mean
+                (loss * ((hi - lo) * world / len(idx))).backward()
+                total += float(loss.detach()) * (hi - lo)
+            else:
+                loss = loss_fn(model, xb, yb)
+                loss.backward()
+                total += float(loss.detach()) * len(idx)
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(idx)
             count += len(idx)
+        if world > 1:                     # the epoch's loss over the whole training set
+            t = torch.tensor([total], dtype=torch.float64)
+            torch.distributed.all_reduce(t)
+            total = float(t.item())
         record = {"epoch": epoch, "train_loss": total / count, "lr": opt.param_groups[0]["lr"]}
         if evaluate is not None:
             model.eval()
@@ -148,11 +223,11 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
                 record.update(evaluate(model, epoch))
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
-        if ckpt is not None:
+        if ckpt is not None and rank == 0:
             _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict(), "epoch": epoch,
                                     "history": history, "config": asdict(cfg)})
-        if metrics_path is not None:
+        if metrics_path is not None and rank == 0:
             atomic_write_json(metrics_path, {"config": asdict(cfg), "history": history})
     model.eval()
     return history

@@ -62,7 +62,7 @@ def _cifar_gain_per_doubling():
 
 register(Claim("pl-fig1-cra-gain-per-doubling", P, "Sec. 4.2, Fig. 1",
                "On CIFAR-10, doubling the training set raises certified robust accuracy (36/255) by about 5%",
-               0.05, _cifar_gain_per_doubling, "approx", 0.02, "gpu"))
+               0.05, _cifar_gain_per_doubling, "approx", 0.02, "gpu", kind="reproduction"))
 
 
 def _robust_overfit_mlp_train_cra_at_1():
@@ -76,7 +76,7 @@ def _robust_overfit_mlp_train_cra_at_1():
 
 register(Claim("pl-fig2-mlp-train-cra-at-1", P, "Sec. 4.3, Fig. 2",
                "The AOL MLP trained with offset sqrt(2) reaches almost perfect CRA on the CIFAR-10 "
-               "training set even at radius 1", 1.0, _robust_overfit_mlp_train_cra_at_1, "ge", 0.05, "gpu"))
+               "training set even at radius 1", 1.0, _robust_overfit_mlp_train_cra_at_1, "ge", 0.05, "gpu", kind="reproduction"))
 
 TABLE1 = {  # row: (variance explained, std train acc, std test acc, CPL train CRA, CPL test CRA)
     "1-16": (0.72, 0.99, 0.43, 0.64, 0.31),
@@ -105,7 +105,7 @@ for _row, _vals in TABLE1.items():
         register(Claim(f"pl-table1-{_row}-{_key}".replace("&", "+"), P, "Sec. 4.4, Table 1",
                        f"Training on CIFAR-10 projected onto PCs {_row}: {_key}"
                        + (f" of the {_model}" if _model else ""),
-                       _claimed, _table1_measure(_row, _key, _model), "approx", _tol, "gpu"))
+                       _claimed, _table1_measure(_row, _key, _model), "approx", _tol, "gpu", kind="reproduction"))
 
 
 def _table3_measure(t: float, key: str):
@@ -122,10 +122,10 @@ def _table3_measure(t: float, key: str):
 for _t, _acc, _cra in ((0.0, 0.932, 0.0), (10.0, 0.768, 0.617)):
     register(Claim(f"pl-table3-t{_t:g}-acc", P, "Sec. 4.5, Table 3",
                    f"The Sec. 4.5 model with Self-Normalizing CE, t={_t:g}: clean accuracy on CIFAR-10",
-                   _acc, _table3_measure(_t, "test_acc"), "approx", 0.03, "gpu"))
+                   _acc, _table3_measure(_t, "test_acc"), "approx", 0.03, "gpu", kind="reproduction"))
     register(Claim(f"pl-table3-t{_t:g}-cra", P, "Sec. 4.5, Table 3",
                    f"The Sec. 4.5 model with Self-Normalizing CE, t={_t:g}: CRA (36/255) on CIFAR-10",
-                   _cra, _table3_measure(_t, "test_cra_36"), "approx", 0.03, "gpu"))
+                   _cra, _table3_measure(_t, "test_cra_36"), "approx", 0.03, "gpu", kind="reproduction"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def _examples_for_90():
 
 register(Claim("pl-sec9.3-examples-for-90-cra", P, "Sec. 9.3, Fig. 7",
                "On MNIST about 234 training examples suffice for 90% certified robust accuracy (36/255)",
-               234, _examples_for_90, "approx", 117, "gpu", units="examples"))
+               234, _examples_for_90, "approx", 117, "gpu", units="examples", kind="reproduction"))
 
 
 def _mnist_small_gain():
@@ -175,7 +175,7 @@ def _mnist_small_gain():
 
 register(Claim("pl-sec9.3-gain-per-doubling-small", P, "Sec. 9.3, Fig. 7",
                "With less data (below ~234 examples) doubling the MNIST training set adds about 7% CRA",
-               0.07, _mnist_small_gain, "approx", 0.03, "gpu"))
+               0.07, _mnist_small_gain, "approx", 0.03, "gpu", kind="reproduction"))
 
 
 def _mnist_peak():
@@ -194,7 +194,7 @@ def _mnist_peak():
 
 register(Claim("pl-sec9.3-peak-at-15k", P, "Sec. 9.3, Fig. 7",
                "On MNIST the models reach their peak certified robust accuracy at about 15k examples",
-               15000, _mnist_peak, "approx", 7500, "gpu", units="examples"))
+               15000, _mnist_peak, "approx", 7500, "gpu", units="examples", kind="reproduction"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,4 +214,4 @@ def _cpu_small_gain():
 register(Claim("pl-sec4.2-cra-grows-with-data-mnist-cpu", P, "Sec. 4.2 / 9.3",
                "Certified robust accuracy grows with the training-set size at fixed compute "
                "(measured: least-squares gain per doubling > 0, reduced CPU MNIST run)",
-               0.0, _cpu_small_gain, "gt", 0.0, "fast"))
+               0.0, _cpu_small_gain, "gt", 0.0, "fast", kind="reproduction"))

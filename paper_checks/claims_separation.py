@@ -54,7 +54,7 @@ for _attr, _claimed, _loc in (("train_train_min", 0.737, "Table 1 / Table 8"),
     register(Claim(id=f"yrzsc-mnist-{_attr.replace('_', '-')}", paper="YRZSC", location=_loc,
                    claim=f"MNIST {_attr.replace('_', ' ')} l-inf separation (original labels)",
                    claimed=_claimed, measure=_m(False, _attr), compare="approx", tolerance=0.0006,
-                   cost="slow"))
+                   cost="slow", kind="reproduction"))
 
 # Random labels: the minimum depends on the random draw, so it gets a wider tolerance; the
 # means are stable to well under 0.01.
@@ -64,7 +64,7 @@ for _attr, _claimed, _tol in (("train_train_min", 0.231, 0.06), ("test_train_min
                    location="Table 8",
                    claim=f"MNIST {_attr.replace('_', ' ')} l-inf separation, randomly labeled",
                    claimed=_claimed, measure=_m(True, _attr), compare="approx", tolerance=_tol,
-                   cost="slow"))
+                   cost="slow", kind="reproduction"))
 
 
 def _gt_two_eps():
@@ -76,7 +76,7 @@ def _gt_two_eps():
 
 register(Claim(id="yrzsc-mnist-separation-exceeds-2eps", paper="YRZSC", location="Section 3",
                claim="MNIST train-train and test-train separation exceed 2*eps (eps = 0.1)",
-               claimed=True, measure=_gt_two_eps, compare="true", cost="slow"))
+               claimed=True, measure=_gt_two_eps, compare="true", cost="slow", kind="reproduction"))
 
 
 def _spiral_astute():
@@ -95,4 +95,4 @@ def _spiral_astute():
 register(Claim(id="yrzsc-thm42-spiral-astute", paper="YRZSC", location="Thm 4.2, App. A.0.1",
                claim="on r-separated data the distance classifier has margin >= 2 at every point "
                      "(astute at radius r)", claimed=True, measure=_spiral_astute, compare="true",
-               cost="fast"))
+               cost="fast", kind="identity"))

@@ -119,7 +119,7 @@ def _register_mnist(table: dict, location: str, model: str, attack: str):
                 paper="YRZSC", location=location,
                 claim=f"MNIST {model.upper()}, {label}: {words} ({attack.upper()}, eps 0.1)",
                 claimed=claimed, measure=_cell(rel, cmd, spec, col), compare="approx",
-                tolerance=tol, cost="gpu"))
+                tolerance=tol, cost="gpu", kind="reproduction"))
 
 
 _register_mnist(TABLE2_CNN1, "Table 2", "cnn1", "pgd")
@@ -140,7 +140,7 @@ def _register_unavailable(table: dict, location: str, dataset: str, relpath: str
             register(Claim(
                 id=f"yrzsc-{location.lower().replace(' ', '')}-{dataset}-{spec.replace(':', '')}-{col}",
                 paper="YRZSC", location=location, claim=f"{dataset}, {label}: {words}",
-                claimed=claimed, measure=measure, compare="approx", tolerance=tol, cost="slow"))
+                claimed=claimed, measure=measure, compare="approx", tolerance=tol, cost="slow", kind="reproduction"))
 
 
 _CIFAR = ("CIFAR-10 is not shipped; register a loader (plumbing.datasets.register_loader) and run "
@@ -171,7 +171,7 @@ for col, words, claimed, tol in (("test_acc", "accuracy (%)", TABLE6_POC["MNIST"
     register(Claim(id=f"yrzsc-table6-mnist-poc-{col}", paper="YRZSC", location="Table 6 (App. B)",
                    claim=f"MNIST proof-of-concept network trained with the test set: {words}",
                    claimed=claimed, measure=_poc_measure, compare="approx", tolerance=tol,
-                   cost="gpu"))
+                   cost="gpu", kind="reproduction"))
 for ds in ("SVHN", "CIFAR-10"):
     for i, (col, words) in enumerate((("test_acc", "accuracy (%)"),
                                       ("adv_test_acc", "adversarial accuracy (%)"))):
@@ -179,7 +179,7 @@ for ds in ("SVHN", "CIFAR-10"):
                        location="Table 6 (App. B)",
                        claim=f"{ds} proof-of-concept network trained with the test set: {words}",
                        claimed=TABLE6_POC[ds][i], measure=_needs_data(f"{ds} is not shipped"),
-                       compare="approx", tolerance=TOL_ADV, cost="slow"))
+                       compare="approx", tolerance=TOL_ADV, cost="slow", kind="reproduction"))
 
 
 # ---- Section 5.2 observations as properties -------------------------------------------------
@@ -250,18 +250,18 @@ for _m, _name in (("at", "AT"), ("trades:6", "TRADES(β=6)")):
                    location="Sec. 5.2, Table 2",
                    claim=f"{_name} has a lower test local Lipschitz constant (Eq. 3) than natural "
                          f"training on MNIST CNN1",
-                   claimed=True, measure=_smoother_than_natural(_m), compare="true"))
+                   claimed=True, measure=_smoother_than_natural(_m), compare="true", kind="reproduction"))
     register(Claim(id=f"yrzsc-sec5.2-{_m.replace(':', '')}-more-robust-than-natural", paper="YRZSC",
                    location="Sec. 5.2, Table 2",
                    claim=f"{_name} has a higher adversarial test accuracy than natural training "
                          f"on MNIST CNN1",
-                   claimed=True, measure=_more_robust_than_natural(_m), compare="true"))
+                   claimed=True, measure=_more_robust_than_natural(_m), compare="true", kind="reproduction"))
 register(Claim(id="yrzsc-sec5.2-trades-smoother-with-beta", paper="YRZSC", location="Sec. 5.2",
                claim="TRADES' test Lipschitz constant decreases as beta grows (1, 3, 6)",
-               claimed=True, measure=_trades_monotone, compare="true"))
+               claimed=True, measure=_trades_monotone, compare="true", kind="reproduction"))
 register(Claim(id="yrzsc-sec5.2-lipschitz-anticorrelates-with-robustness", paper="YRZSC",
                location="Sec. 5.2",
                claim="local Lipschitzness is correlated with adversarial accuracy: across methods "
                      "the rank correlation of test Lipschitz and adversarial test accuracy is "
                      "negative",
-               claimed=0.0, measure=_lipschitz_vs_adv_rank_correlation, compare="lt"))
+               claimed=0.0, measure=_lipschitz_vs_adv_rank_correlation, compare="lt", kind="reproduction"))

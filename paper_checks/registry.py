@@ -15,9 +15,11 @@ Verdicts: PASS, FAIL, NEEDS-DATA (a dataset or committed result is missing), NEE
 on approximate data (``Measured(..., approximate=True)``, e.g. the JPEG re-encoding of CIFAR-10)
 never gets a plain PASS/FAIL against a published number: APPROX-AGREES / APPROX-DIFFERS.
 
-Kinds (``kind``): "reproduction", a measured number that could disagree with the paper;
-"identity", a check of the project's own algebra (an identity, a constant, a tautology), reported
-apart and never counted as a reproduction.
+Kinds (``kind``, a required keyword of every claim): "reproduction", a measured number that could
+disagree with the paper; "identity", a check of the project's own algebra (an identity, a
+constant, a tautology, a property that holds by construction), reported apart and never counted
+as a reproduction. :func:`summarise` gives the counts: reproductions by verdict (APPROX-* counted
+apart from PASS/FAIL) and identities (hold / do not hold).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import importlib
 import pkgutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -63,7 +65,7 @@ class Claim:
     tolerance: float = 0.0
     cost: str = "fast"
     units: str = ""
-    kind: str = "reproduction"
+    kind: str = field(default=None, kw_only=True)   # required: "reproduction" or "identity"
 
     def __post_init__(self):
         if self.paper not in PAPERS:
@@ -72,6 +74,10 @@ class Claim:
             raise ValueError(f"compare must be one of {', '.join(COMPARATORS)}; got {self.compare!r}")
         if self.cost not in COSTS:
             raise ValueError(f"cost must be one of {', '.join(COSTS)}; got {self.cost!r}")
+        if self.kind is None:
+            raise TypeError(f"claim {self.id!r}: kind is required (kind=\"reproduction\" for a "
+                            f"measured number that could disagree with the paper, "
+                            f"kind=\"identity\" for a check of our own algebra)")
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         if self.tolerance < 0:
@@ -169,3 +175,32 @@ def load_result(relpath: str):
         raise NeedsData(f"no committed result {p.relative_to(RESULTS_DIR.parent)}; "
                         f"produce it with the command named in the claim")
     return read_json(p)
+
+
+APPROX_VERDICTS = ("APPROX-AGREES", "APPROX-DIFFERS")
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Counts for the summary line: ``reproductions`` (verdict -> count over rows of kind
+    "reproduction"; APPROX-AGREES/APPROX-DIFFERS are their own verdicts, never PASS/FAIL) and
+    ``identities`` (verdict -> count over rows of kind "identity"). Identities never enter the
+    reproduction counts."""
+    out: dict[str, dict[str, int]] = {k: {} for k in KINDS}
+    for r in rows:
+        kind = r.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"row {r.get('id')!r} has no valid kind: {kind!r}")
+        out[kind][r["verdict"]] = out[kind].get(r["verdict"], 0) + 1
+    return {"reproductions": out["reproduction"], "identities": out["identity"]}
+
+
+def summary_line(rows: list[dict]) -> str:
+    """"reproductions: 5 PASS, 0 FAIL, 2 APPROX-AGREES, ... | identities: 7 hold, 0 fail, ..."."""
+    s = summarise(rows)
+    rep, ide = dict(s["reproductions"]), dict(s["identities"])
+    head = [f"{rep.pop('PASS', 0)} PASS", f"{rep.pop('FAIL', 0)} FAIL"]
+    head += [f"{rep.pop(v)} {v}" for v in APPROX_VERDICTS if v in rep]
+    head += [f"{n} {v}" for v, n in sorted(rep.items())]
+    tail = [f"{ide.pop('PASS', 0)} hold", f"{ide.pop('FAIL', 0)} fail"]
+    tail += [f"{n} {v}" for v, n in sorted(ide.items())]
+    return "reproductions: " + ", ".join(head) + " | identities: " + ", ".join(tail)

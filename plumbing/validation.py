@@ -1,5 +1,5 @@
 """Argument checks shared by every library function: bad input raises ValueError/TypeError that
-names the parameter and the allowed range (developers' guide, Standards)."""
+names the parameter and the allowed range (project standards)."""
 from __future__ import annotations
 
 import math
@@ -60,3 +60,25 @@ def check_array(name: str, value, *, ndim: int | None = None, min_len: int = 1,
     if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def check_norm(name: str, value) -> str:
+    """Normalise an l_p norm choice to ``"2"`` or ``"inf"``.
+
+    Accepted: the strings ``"2"`` and ``"inf"``, the number 2 (int, float or numpy scalar) and
+    infinity (``float("inf")``, ``np.inf``). Anything else raises, naming ``name``: a string or
+    number outside these (e.g. ``"1"``, ``"linf"``, 1) a ValueError listing the allowed values,
+    another type (bool, None, a list) a TypeError."""
+    allowed = "'2', 'inf', 2 or float('inf')"
+    if isinstance(value, str):
+        if value in ("2", "inf"):
+            return value
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        raise TypeError(f"{name} must be one of {allowed}; got {type(value).__name__} {value!r}")
+    v = float(value)
+    if v == 2.0:
+        return "2"
+    if v == math.inf:
+        return "inf"
+    raise ValueError(f"{name} must be one of {allowed}; got {value!r}")

@@ -14,17 +14,17 @@ a factor 2: the grid halves) and how many times smaller it is than 37⌈1/δ⌉^
 the exact uniform coverage (bisection, exact).
 
     python -m simulate.nn_covering [--d 1,2,3,4] [--delta 0.2,0.1] [--trials 5] [--seed 0]
-                                    [--json results/nn_covering.json]
+                                    [--json results/nn_covering.json [--force]]
 
-Resumable: rows are checkpointed to --checkpoint (default: <json>.ckpt) and reused by a rerun
-with the same settings; same seed, same numbers (each row has its own seed derived from
-(seed, d, δ, n)).
+Resumable: each finished row is saved in the folder --checkpoint (default: <json>.ckpt) and reused
+by a rerun with the same settings; --engine ray runs the rows as parallel Ray tasks. Same seed,
+same numbers on either engine (each row has its own seed derived from (seed, d, δ, n)). An
+existing --json is refused unless --force.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,41 +33,18 @@ import numpy as np
 
 from theory.box_covering import (bound_sample_size, coverage_bound, n_boxes, simulate_theorem2,
                                  theorem2_sample_size, uniform_coverage_exact, uniform_n_for_coverage)
-from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, int_sci, run_main
+from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_list, float_range, int_sci,
+                           run_main)
+from plumbing.memory import check_fits, nn_covering_bytes
 from theory.constants import THM2_SAMPLE_FACTOR, THM2_TARGET_ROBUST_ACC
-from plumbing.io import atomic_write_json, provenance, read_json
-from plumbing.progress import progress
+from plumbing.io import atomic_write_json, check_output_dir, check_output_file, provenance
+from plumbing.sweep import add_engine_args, check_engine_args, run_sweep
+from simulate.sweeps import THM2, Thm2Config
 from theory.robust_distributions import GridRobustDistribution, uniform_cube
 
+RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
+             "--json or --checkpoint)")
 PROG = "python -m simulate.nn_covering"
-
-
-class Checkpoint:
-    """Rows keyed by string, stored atomically as JSON with a fingerprint of the settings."""
-
-    def __init__(self, path: Path | None, settings: dict):
-        self.path = path
-        self.fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-        self.rows: dict = {}
-        if path is not None and path.is_file():
-            try:
-                data = read_json(path)
-            except (OSError, ValueError):
-                data = {}
-            if data.get("fingerprint") == self.fingerprint:
-                self.rows = data.get("rows", {})
-
-    def get(self, key):
-        return self.rows.get(key)
-
-    def put(self, key, row) -> None:
-        self.rows[key] = row
-        if self.path is not None:
-            atomic_write_json(self.path, {"fingerprint": self.fingerprint, "rows": self.rows})
-
-    def done(self) -> None:
-        if self.path is not None and self.path.is_file():
-            self.path.unlink()
 
 
 def row_seed(seed: int, *parts) -> int:
@@ -77,7 +54,10 @@ def row_seed(seed: int, *parts) -> int:
 
 
 def size_grid(d: int, delta: float, halvings: int) -> list[int]:
+    """Sizes ceil(top / 2^j), j = 0..halvings; halvings past log2(top) only repeat size 1, so
+    they are not enumerated (a huge --halvings returns at once)."""
     top = theorem2_sample_size(d, delta)
+    halvings = min(int(halvings), int(top).bit_length())
     return sorted({max(1, math.ceil(top / 2 ** j)) for j in range(halvings + 1)})
 
 
@@ -128,22 +108,39 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=int_sci(1, "--n-test"), default=500, help="test points per trial")
     ap.add_argument("--halvings", type=int_sci(0, "--halvings"), default=10,
                     help="sizes 37*ceil(1/delta)^d / 2^j for j = 0..halvings")
-    ap.add_argument("--distribution", choices=("grid", "uniform"), default="grid")
+    ap.add_argument("--distribution", choices=("grid", "uniform"), default="grid",
+                    help="grid: random-label grid cells with the delta band removed; uniform: the "
+                         "one-class special case")
     ap.add_argument("--cells", type=int_sci(0, "--cells"), default=0,
                     help="grid cells per axis (needs delta < 1/(2*cells)); 0 = the most allowed, "
                          "ceil(1/(2 delta)) - 1 (at least 1)")
-    ap.add_argument("--classes", type=int_sci(1, "--classes"), default=2)
+    ap.add_argument("--classes", type=int_sci(1, "--classes"), default=2,
+                    help="labels of the grid cells")
     ap.add_argument("--max-n", type=int_sci(1, "--max-n"), default=40_000,
                     help="skip (d, delta) whose Theorem 2 size 37*ceil(1/delta)^d exceeds this")
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
-    ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON")
-    ap.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default <json>.ckpt)")
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
+    ap.add_argument("--exact", action="store_true",
+                    help="also print, on the same sets, the l2-metric 1-NN's certified (lower bound) "
+                         "and EXACT robust accuracy at l-inf radius delta/2 (theory.nn_exact, one LP "
+                         "per candidate region; slow for large n: use a smaller --n-test)")
+    ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON (default: not written)")
+    ap.add_argument("--checkpoint", metavar="PATH",
+                    help="checkpoint folder, one JSON per finished row (default <json>.ckpt; none "
+                         "without --json)")
+    add_force_arg(ap)
+    add_engine_args(ap)
     args = ap.parse_args(argv)
+    check_output_file(args.json, "--json", force=args.force)
+    check_output_dir(args.checkpoint, "--checkpoint")
+    engine = check_engine_args(args)
 
     t0 = time.perf_counter()
-    settings = {k: v for k, v in vars(args).items() if k not in ("json", "checkpoint", "max_n")}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("json", "checkpoint", "max_n", "engine", "address", "workers", "force")}
     ckpt_path = Path(args.checkpoint) if args.checkpoint else (Path(args.json + ".ckpt") if args.json else None)
-    ckpt = Checkpoint(ckpt_path, settings)
+    if ckpt_path is not None and ckpt_path.is_file():
+        raise UsageError(f"checkpoint {ckpt_path} is a file from an older version; the checkpoint "
+                         "is now a folder of one JSON per row: delete the file and rerun")
 
     combos, skipped = [], []
     for d in args.d:
@@ -154,31 +151,32 @@ def main(argv=None) -> int:
                                 "reason": f"37*ceil(1/delta)^d > --max-n {args.max_n}"})
                 continue
             combos.append((d, delta, dist))
+    if combos:
+        d_big, delta_big, _ = max(combos, key=lambda c: nn_covering_bytes(
+            theorem2_sample_size(c[0], c[1]), args.n_test, c[0], args.classes))
+        check_fits(nn_covering_bytes(theorem2_sample_size(d_big, delta_big), args.n_test, d_big,
+                                     args.classes),
+                   f"--n-test {args.n_test} at d={d_big}, delta={delta_big:g} "
+                   f"(n={theorem2_sample_size(d_big, delta_big)})", "lower --n-test or --max-n")
     for s in skipped:
         print(f"{PROG}: note: skipping d={s['d']} delta={s['delta']} (n_thm2={s['n_thm2']} > "
               f"--max-n {args.max_n})", file=sys.stderr)
 
-    jobs = [(d, delta, dist, n) for d, delta, dist in combos for n in size_grid(d, delta, args.halvings)]
-    rows = []
-    for d, delta, dist, n in progress(jobs, desc="nn_covering"):
-        key = f"{d}|{delta!r}|{n}"
-        row = ckpt.get(key)
-        if row is None:
-            res = simulate_theorem2(dist.sample, d, delta, n, trials=args.trials, n_test=args.n_test,
-                                    seed=row_seed(args.seed, d, delta, n))
-            row = {
-                "d": d, "delta": delta, "n": n,
-                "n_over_thm2": n / theorem2_sample_size(d, delta),
-                "certified_robust_accuracy": res.certified_robust_accuracy.mean,
-                "certified_robust_accuracy_stderr": res.certified_robust_accuracy.stderr,
-                "near_fraction": res.near_fraction.mean,
-                "coverage": res.coverage.mean,
-                "coverage_stderr": res.coverage.stderr,
-                "coverage_uniform_exact": uniform_coverage_exact(d, delta, n),
-                "coverage_bound": coverage_bound(d, delta, n),
-            }
-            ckpt.put(key, row)
-        rows.append(row)
+    configs = [Thm2Config(d=d, delta=delta, n=n, trials=args.trials, n_test=args.n_test,
+                          distribution=args.distribution,
+                          cells=getattr(dist, "cells_per_axis", 1), classes=args.classes,
+                          dist_seed=args.seed, seed=row_seed(args.seed, d, delta, n))
+               for d, delta, dist in combos for n in size_grid(d, delta, args.halvings)]
+    rows = run_sweep(THM2, configs, state_dir=ckpt_path, desc="nn_covering", **engine)
+    if args.exact:   # same training/test draws as the row (same distribution, same seed)
+        from theory.nn_exact import theorem2_exact
+        dists = {(d, delta): dist for d, delta, dist in combos}
+        for r in rows:
+            ex = theorem2_exact(dists[(r["d"], r["delta"])].sample, r["d"], r["delta"], r["n"],
+                                trials=args.trials, n_test=args.n_test,
+                                seed=row_seed(args.seed, r["d"], r["delta"], r["n"]))
+            r["l2nn_certified_accuracy"], r["l2nn_certified_accuracy_stderr"] = ex["l2_nn_certified"]
+            r["l2nn_exact_robust_accuracy"], r["l2nn_exact_robust_accuracy_stderr"] = ex["l2_nn_exact"]
 
     summary = []
     for d, delta, dist in combos:
@@ -203,12 +201,20 @@ def main(argv=None) -> int:
 
     hdr = (f"{'d':>2} {'delta':>6} {'n':>7} {'n/37B':>8} {'CRA(d/2)':>9} {'+-se':>6} {'NN<=d':>7} "
            f"{'coverage':>8} {'uni.exact':>9} {'bound':>8}")
+    if args.exact:
+        hdr += f" {'l2NN LB':>8} {'l2NN EXACT':>10}"
     print(hdr)
     for r in rows:
         print(f"{r['d']:>2} {r['delta']:>6g} {r['n']:>7} {r['n_over_thm2']:>8.4f} "
               f"{r['certified_robust_accuracy']:>9.4f} {r['certified_robust_accuracy_stderr']:>6.4f} "
               f"{r['near_fraction']:>7.4f} {r['coverage']:>8.4f} {r['coverage_uniform_exact']:>9.4f} "
-              f"{r['coverage_bound']:>8.4f}")
+              f"{r['coverage_bound']:>8.4f}"
+              + (f" {r['l2nn_certified_accuracy']:>8.4f} {r['l2nn_exact_robust_accuracy']:>10.4f}"
+                 if args.exact else ""))
+    if args.exact:
+        print("(CRA(d/2): l-inf-metric 1-NN of Theorem 2, half-gap certificate, a lower bound; "
+              "l2NN LB / EXACT: the l2-metric 1-NN on the same sets at l-inf radius delta/2, "
+              "certified (l2 half gap / sqrt(d), a lower bound) and exact robust accuracy)")
     print()
     print(f"{'d':>2} {'delta':>6} {'|B|':>6} {'37|B|':>7} {'CRA@37|B|':>9} {'n99 CRA':>8} "
           f"{'x looser':>8} {'n99 cov':>8} {'n99 unif':>8} {'x looser':>8}")
@@ -230,7 +236,8 @@ def main(argv=None) -> int:
             "settings": settings,
             "provenance": provenance(seed=args.seed, wall_seconds=time.perf_counter() - t0, device="cpu"),
         })
-    ckpt.done()
+    if ckpt_path is not None:
+        shutil.rmtree(ckpt_path, ignore_errors=True)     # finished: the rows are in the JSON
     return 0
 
 

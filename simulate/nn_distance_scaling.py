@@ -14,10 +14,12 @@ cube centre, where p(r) = c r^{d*} holds exactly (c = unit-ball volume): the Mon
 the centre's nearest-neighbour distance beside the exact median and the bounds
 (2cn)^{−1/d*} ≤ r* ≤ (cn)^{−1/d*}.
 --dataset mnist: real MNIST train subsets (pixels scaled to [0, 1]) and --queries test images
-(fashion-mnist likewise; cifar10 once a loader is registered in plumbing.datasets).
+(fashion-mnist and cifar10 likewise; see docs/cifar10.md for the CIFAR-10 data).
 
     python -m simulate.nn_distance_scaling --dataset mnist [--data-root DIR] [--sizes 64,...]
-                                           [--norm 2,angular] [--json PATH]
+                                           [--norm 2,angular] [--json PATH [--force]]
+
+Nothing is written without --json.
 """
 from __future__ import annotations
 
@@ -27,21 +29,26 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing.cli import OneLineArgumentParser, csv_list, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, add_force_arg, csv_list, int_sci, run_main
+from plumbing.memory import check_fits, nn_distance_bytes
 from theory.constants import CIFAR10_INTRINSIC_DIM_REFERENCE
-from theory.intrinsic_dim import levina_bickel
-from plumbing.io import atomic_write_json, provenance
+from theory.intrinsic_dim import levina_bickel_report
+from plumbing.io import atomic_write_json, check_output_file, provenance
 from theory.knn import nearest_neighbor
 from theory.nn_scaling import (centre_median_nn_distance, check_sizes, embedded_uniform, eq26_bounds,
                                exact_median_radius, linear_log_fit, median_quantile_interval,
                                random_orthonormal, slope_intrinsic_dimension, unit_ball_volume)
 from plumbing.progress import progress
 
-from .nn_covering import Checkpoint
+from .json_checkpoint import Checkpoint
 
+RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
+             "--json or --checkpoint)")
 PROG = "python -m simulate.nn_distance_scaling"
+
 DATASETS = ("synthetic", "mnist", "fashion-mnist", "cifar10")
 MNIST_SIZES = [2 ** k for k in range(6, 16)]
+IMAGE_FEATURES = {"mnist": 784, "fashion-mnist": 784, "cifar10": 3072}
 SYNTH_SIZES = [2 ** k for k in range(6, 14)]
 
 
@@ -71,8 +78,8 @@ def load_points(args, rng):
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", choices=DATASETS, default="synthetic",
-                    help="synthetic, or an image dataset of plumbing.datasets (cifar10 needs a "
-                         "registered loader)")
+                    help="synthetic, or an image dataset of plumbing.datasets (CIFAR-10: see "
+                         "docs/cifar10.md)")
     ap.add_argument("--data-root", default=None, help="dataset root (default $ROBUSTGEN_DATA)")
     ap.add_argument("--sizes", type=csv_list(int_sci(1, "--sizes"), "--sizes"), default=None,
                     help="strictly increasing training-set sizes (default 2^6..2^15 for mnist, "
@@ -89,10 +96,14 @@ def main(argv=None) -> int:
                     help="points for the Levina-Bickel estimate (0 = skip)")
     ap.add_argument("--lb-k", type=csv_list(int_sci(2, "--lb-k"), "--lb-k"), default=[10, 20],
                     help="Levina-Bickel k1,k2")
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
-    ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON")
-    ap.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default <json>.ckpt)")
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
+    ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON (default: not written)")
+    ap.add_argument("--checkpoint", metavar="PATH",
+                    help="checkpoint file (default <json>.ckpt; none without --json)")
+    add_force_arg(ap)
     args = ap.parse_args(argv)
+    check_output_file(args.json, "--json", force=args.force)
+    check_output_file(args.checkpoint, "--checkpoint", existing="replace")
 
     if args.sizes is None:
         args.sizes = list(SYNTH_SIZES if args.dataset == "synthetic" else MNIST_SIZES)
@@ -108,11 +119,18 @@ def main(argv=None) -> int:
         raise ValueError(f"--ambient must be >= --d-star ({args.d_star}), got {args.ambient}")
     if len(args.lb_k) not in (1, 2) or args.lb_k[0] > args.lb_k[-1]:
         raise ValueError("--lb-k must be k1 or k1,k2 with k1 <= k2")
+    synthetic = args.dataset == "synthetic"
+    check_fits(nn_distance_bytes(args.sizes[-1], args.queries,
+                                 args.ambient if synthetic else IMAGE_FEATURES[args.dataset],
+                                 itemsize=8 if synthetic else 4, angular="angular" in args.norm),
+               f"--sizes up to {args.sizes[-1]} with --queries {args.queries}",
+               "lower the largest --sizes or --queries")
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     train, queries = load_points(args, rng)
-    settings = {k: v for k, v in vars(args).items() if k not in ("json", "checkpoint", "data_root")}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("json", "checkpoint", "data_root", "force")}
     ckpt_path = Path(args.checkpoint) if args.checkpoint else (Path(args.json + ".ckpt") if args.json else None)
     ckpt = Checkpoint(ckpt_path, settings)
 
@@ -140,8 +158,10 @@ def main(argv=None) -> int:
                  "reference_cifar10_d_star": CIFAR10_INTRINSIC_DIM_REFERENCE}
         if args.lb_points:
             m = min(args.lb_points, len(train))
-            entry["d_star_levina_bickel"] = levina_bickel(train[:m], args.lb_k[0], args.lb_k[-1], norm=nm)
+            lb = levina_bickel_report(train[:m], args.lb_k[0], args.lb_k[-1], norm=nm)
+            entry["d_star_levina_bickel"] = lb.estimate
             entry["levina_bickel_points"] = m
+            entry["levina_bickel_duplicates_dropped"] = lb.duplicates_dropped
         if args.dataset == "synthetic":
             entry["d_star_true"] = args.d_star
         summary.append(entry)

@@ -258,9 +258,26 @@ def test_undefended_tiny_model_loses_accuracy_under_attack():
         assert rep.max_perturbation <= 0.1 + 1e-6 and rep.nan_count == 0
         assert 0.0 <= rep.adv_min and rep.adv_max <= 1.0
         assert "robust accuracy" in str(rep) and "nan in tensor: 0" in str(rep)
-    # eps = 0 attacks nothing
-    rep0 = robust_accuracy(model, x, y, 0.0, "inf", generator=g)
-    assert rep0.robust_accuracy == rep0.clean_accuracy and rep0.max_perturbation == 0.0
+
+
+@pytest.mark.parametrize("attack", ["pgd", "mt"])
+def test_robust_accuracy_equals_closed_form_on_linear_model(attack):
+    """Binary linear logits (0, w.x + b), label 1: the point is robust at l-inf radius eps iff
+    s(x) > eps ||w||_1 (inputs kept away from the box edges), so the robust accuracy is a
+    count that both attacks must reproduce exactly."""
+    g = torch.Generator().manual_seed(4)
+    d, n, eps = 10, 200, 0.02
+    w = torch.randn(d, generator=g, dtype=torch.float64)
+    x = _inner(n, d, 5)
+    y = torch.ones(n, dtype=torch.long)
+    b = -float((x @ w).median())                # about half the points are correct
+    s = x @ w + b
+    clean = float((s > 0).double().mean())
+    expected = float((s > eps * float(w.abs().sum())).double().mean())
+    assert 0.1 < expected < clean - 0.1           # the attack has work to do
+    rep = robust_accuracy(Binary(w, b), x, y, eps, "inf", attack=attack, generator=g)
+    assert rep.clean_accuracy == pytest.approx(clean)
+    assert rep.robust_accuracy == pytest.approx(expected)
 
 
 def test_keep_best_never_weaker_than_last():
@@ -419,14 +436,92 @@ def test_robust_accuracy_does_not_depend_on_batch_size(attack):
     assert reps[0].as_dict() == reps[1].as_dict() == reps[2].as_dict()
 
 
-def test_bench_cli_bad_input_and_tiny_run():
+def test_bench_cli_bad_input_is_one_line():
     import subprocess
     import sys
     bad = subprocess.run([sys.executable, "-m", "bench.bench_attacks", "--batch", "0"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert len([ln for ln in bad.stderr.splitlines() if ln.strip()]) == 1 and "--batch" in bad.stderr
+
+
+def _reference_pgd(model, x, y, eps, steps, alpha):
+    """Textbook l-inf PGD without random start (Madry et al.), written independently."""
+    adv = x.clone()
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(adv), y)
+        (g,) = torch.autograd.grad(loss, adv)
+        adv = adv.detach() + alpha * g.sign()
+        adv = (x + (adv - x).clamp(-eps, eps)).clamp(0, 1)
+    return adv
+
+
+def test_bench_agreement_check_accepts_an_equal_peer_and_rejects_a_wrong_one():
+    """The bench's comparison is tolerance based and can fail: our PGD agrees with an
+    independent textbook PGD, and a peer with a wrong step size (eps/4) is flagged."""
+    from bench.bench_attacks import agreement
+
+    model = _tiny_cnn(0).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 1, 8, 8, generator=g), torch.randint(0, 3, (6,), generator=g)
+    eps = 0.1
+    ours = pgd(model, x, y, eps, "inf", steps=10, step_size=eps / 5, random_start=False)
+    good = agreement(ours, _reference_pgd(model, x, y, eps, 10, eps / 5))
+    assert good["ok"] and good["max_abs_diff"] <= 1e-6, good
+    bad = agreement(ours, _reference_pgd(model, x, y, eps, 10, eps / 4))
+    assert not bad["ok"] and bad["differing"] > 0.01, bad
+    assert not agreement(ours, ours[:3])["ok"]
+
+
+def test_bench_agrees_with_torchattacks():
+    """Runs only where torchattacks is installed (an optional peer): the bench's agreement check
+    without random start passes (exit 0) and the timing line is printed."""
+    pytest.importorskip("torchattacks", reason="torchattacks (optional peer) is not installed")
+    import subprocess
+    import sys
     ok = subprocess.run([sys.executable, "-m", "bench.bench_attacks", "--batch", "2", "--repeats", "1",
                          "--threads", "1"], capture_output=True, text=True, timeout=300)
-    assert ok.returncode == 0, ok.stderr
-    assert "ratio ours/torchattacks" in ok.stdout or "torchattacks unavailable:" in ok.stdout
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "(agree)" in ok.stdout and "ratio ours/torchattacks" in ok.stdout
+
+
+# ------------------------------------------------------------------- norm spellings, dtypes
+@pytest.mark.parametrize("spelling,canonical", [("2", "2"), (2, "2"), (2.0, "2"), (np.int64(2), "2"),
+                                                ("inf", "inf"), (float("inf"), "inf"),
+                                                (np.inf, "inf")])
+def test_norm_accepts_numbers_and_strings_normalised(spelling, canonical):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, generator=g, dtype=torch.float64)
+    x, y = _inner(3, 6, 1), torch.ones(3, dtype=torch.long)
+    adv = pgd(Binary(w, 0.1), x, y, 0.05, spelling, random_start=False)
+    ref = pgd(Binary(w, 0.1), x, y, 0.05, canonical, random_start=False)
+    assert torch.equal(adv, ref)
+    rep = robust_accuracy(Binary(w, 0.1), x, y, 0.05, norm=spelling, generator=g)
+    assert rep.norm == canonical
+    assert torch.equal(perturbation_norms(adv, x, spelling), perturbation_norms(adv, x, canonical))
+
+
+@pytest.mark.parametrize("bad,exc", [("1", ValueError), (1, ValueError), ("linf", ValueError),
+                                     (True, TypeError), (None, TypeError), ([2], TypeError)])
+def test_norm_rejects_other_values_naming_the_parameter(bad, exc):
+    x, y = _inner(2, 4, 0), torch.ones(2, dtype=torch.long)
+    with pytest.raises(exc, match="norm"):
+        pgd(Binary(torch.ones(4, dtype=torch.float64), 0.0), x, y, 0.1, bad)
+
+
+def test_pgd_dtype_follows_x_and_a_model_dtype_mismatch_is_named():
+    """float64 x with a float64 model: the attack runs and returns float64 (and reaches the
+    closed-form optimum to float64 precision); float64 x with a float32 model: TypeError naming
+    x and the model's dtype instead of a matmul traceback."""
+    g = torch.Generator().manual_seed(2)
+    W, b = torch.randn(3, 5, generator=g, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    x, y = _inner(4, 5, 3), torch.tensor([0, 1, 2, 0])
+    adv = pgd(_linear(W, b), x, y, 0.1, "inf", random_start=False)
+    assert adv.dtype == torch.float64
+    model32 = _linear(W.float(), b.float())
+    with pytest.raises(TypeError, match=r"x .*float64.*float32"):
+        pgd(model32, x, y, 0.1)
+    with pytest.raises(TypeError, match=r"x .*float64.*float32"):
+        robust_accuracy(model32, x, y, 0.1)
+    assert pgd(model32, x.float(), y, 0.1, generator=g).dtype == torch.float32

@@ -101,7 +101,7 @@ def test_same_generator_seed_same_augmentation_different_seed_differs():
 
 def test_dataset_presets():
     m = aug.config_for_dataset("mnist")
-    assert m.crop_padding == 4 and m.flip is False and m.erase_size == 0     # Sec. 9.3, no flip (issue)
+    assert m.crop_padding == 4 and m.flip is False and m.erase_size == 0     # Sec. 9.3, no flip (digits)
     c = aug.config_for_dataset("cifar10")
     assert c.crop_padding == 4 and c.flip is True and c.erase_size == 2      # Sec. 4.1
     assert aug.make_augment(aug.config_for_dataset("cifar10", enabled=False)) is None  # Sec. 4.3

@@ -90,7 +90,7 @@ def test_provenance_fields():
 
 def _claim(claimed, compare, measured, tol=0.0):
     return Claim(id="t", paper="P&L", location="x", claim="c", claimed=claimed, compare=compare,
-                 tolerance=tol, measure=lambda: measured)
+                 tolerance=tol, measure=lambda: measured, kind="reproduction")
 
 
 @pytest.mark.parametrize("compare,claimed,measured,tol,expected", [
@@ -110,14 +110,15 @@ def test_run_claim_reports_needs_data_and_errors():
 
     def broken():
         raise RuntimeError("boom")
-    c1 = Claim(id="a", paper="YRZSC", location="T1", claim="c", claimed=1, measure=missing)
-    c2 = Claim(id="b", paper="YRZSC", location="T1", claim="c", claimed=1, measure=broken, cost="gpu")
-    c3 = Claim(id="c", paper="P&L", location="T1", claim="c", claimed=1, measure=lambda: Measured(1.0, "ok"))
+    c1 = Claim(id="a", paper="YRZSC", location="T1", claim="c", claimed=1, measure=missing, kind="reproduction")
+    c2 = Claim(id="b", paper="YRZSC", location="T1", claim="c", claimed=1, measure=broken, cost="gpu", kind="reproduction")
+    c3 = Claim(id="c", paper="P&L", location="T1", claim="c", claimed=1, measure=lambda: Measured(1.0, "ok"), kind="identity")
     assert run_claim(c1)["verdict"] == "NEEDS-DATA"
     assert run_claim(c2)["verdict"] == "ERROR"
     assert run_claim(c3)["verdict"] == "PASS"
     with pytest.raises(ValueError, match="paper must be one of"):
-        Claim(id="d", paper="nope", location="", claim="", claimed=1, measure=lambda: 1)
+        Claim(id="d", paper="nope", location="", claim="", claimed=1, measure=lambda: 1,
+              kind="reproduction")
 
 
 # ---- brute-force kNN reference ---------------------------------------------------------------

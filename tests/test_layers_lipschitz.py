@@ -163,8 +163,12 @@ CPL_CASES = [(2, 3, 3, 4), (3, 2, 1, 5), (2, 2, 5, 5), (4, 6, 3, 4), (1, 1, 3, 3
 
 
 def _conv_matrix_norm(layer: CPLConv2d, shape) -> float:
+    """Exact ||W||_2 of the zero-padded convolution on inputs ``shape``: the matrix is built by
+    convolving the standard basis (one batch), then its top singular value."""
     w = layer.weight.detach().double()
-    m = jacobian_matrix(lambda z: F.conv2d(z, w, padding=layer.kernel_size // 2), shape)
+    n = math.prod(shape)
+    basis = torch.eye(n, dtype=torch.float64).reshape((n,) + tuple(shape))
+    m = F.conv2d(basis, w, padding=layer.kernel_size // 2).reshape(n, -1)
     return float(torch.linalg.matrix_norm(m, ord=2))
 
 
@@ -350,3 +354,120 @@ def test_lipschitz_head_is_square_aol_without_zero_columns():
     assert torch.allclose(head(x), x.flatten(1)[:, :3])
     with pytest.raises(ValueError):
         LipschitzHead(2, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Soundness in the state the layers are used (fresh init, in-place writes, modes)
+# ----------------------------------------------------------------------------------------------
+def _eval_jacobian_norm_in_place(layer: torch.nn.Module, shape, point) -> float:
+    """Exact Jacobian norm of ``layer`` itself (no copy, so its cached state is what is measured)
+    at ``point``; float64 layers only."""
+    n_out = layer(point[None]).numel()
+    batch = point.expand((n_out,) + tuple(point.shape)).clone().requires_grad_(True)
+    out = layer(batch).reshape(n_out, n_out)           # one copy of the input per output row
+    (rows,) = torch.autograd.grad(out, batch, torch.eye(n_out, dtype=out.dtype))
+    return float(torch.linalg.matrix_norm(rows.reshape(n_out, -1), ord=2))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cpl_fresh_init_eval_state_is_one_lipschitz_strictly(seed):
+    """After a fresh init the eval-mode layer (the state every certificate uses) must be
+    1-Lipschitz without tolerance: at the all-active point the Jacobian is I - h W^T W, whose
+    norm is max(1, 2 ||W||^2 / sigma^2 - 1), > 1 as soon as sigma under-estimates ||W||."""
+    torch.manual_seed(seed)
+    layer = CPLConv2d(3, 4, 3, seed=seed).double().eval()
+    with torch.no_grad():
+        layer.bias.fill_(1e3)
+    shape = (3, 4, 5)
+    sigma = float(layer.spectral_norm(torch.zeros((1,) + shape, dtype=torch.float64)))
+    exact = _conv_matrix_norm(layer, shape)
+    assert exact <= sigma <= exact * (1 + 1e-6)
+    norm = _eval_jacobian_norm_in_place(layer, shape, torch.zeros(shape, dtype=torch.float64))
+    assert 1 - 1e-5 <= norm <= 1 + 1e-12
+
+
+def _write_weight(layer: CPLConv2d, how: str, new: torch.Tensor) -> None:
+    if how == "data_copy":
+        layer.weight.data.copy_(new)
+    elif how == "data_setitem":
+        layer.weight.data[...] = new
+    elif how == "no_grad_add":
+        with torch.no_grad():
+            layer.weight.add_(new - layer.weight)
+    else:
+        sd = {k: v.clone() for k, v in layer.state_dict().items()}
+        sd["weight"] = new.clone()
+        layer.load_state_dict(sd)
+
+
+@pytest.mark.parametrize("how", ["data_copy", "data_setitem", "no_grad_add", "load_state_dict"])
+def test_cpl_eval_cache_follows_in_place_weight_writes(how):
+    """The eval-mode spectral norm is cached; a write to the weight's values by any route must
+    invalidate it (the version counter alone misses ``.data`` writes: Jacobian norm 17 before)."""
+    layer = _randomise(CPLConv2d(2, 3, 3).double(), seed=4).eval()
+    shape = (2, 5, 5)
+    x = torch.randn((1,) + shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    layer(x)                                                 # fills the cache
+    new = 6.0 * torch.randn(layer.weight.shape, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(1))
+    _write_weight(layer, how, new)
+    with torch.no_grad():
+        layer.bias.fill_(1e3)                                # all units active: worst case
+    norm = _eval_jacobian_norm_in_place(layer, shape, torch.zeros(shape, dtype=torch.float64))
+    assert norm <= 1 + 1e-12, norm
+    assert float(layer.spectral_norm(x)) >= _conv_matrix_norm(layer, shape)
+
+
+def test_cpl_train_mode_is_not_certified_and_certificates_use_eval_state():
+    """Train mode uses the cheap power-iteration estimate (Meunier et al.): not 1-Lipschitz at a
+    fresh init (measured 1.9-2.4), so the layer says so, and the certificate evaluates the
+    model in eval mode (certified state) whatever mode the caller left it in."""
+    from deep.certify import certified_radii
+    from deep.models import build_model, input_config
+
+    layer = CPLConv2d(2, 3, 3, init="kaiming").double()
+    with torch.no_grad():
+        layer.bias.fill_(1e3)                                 # all units active
+    shape = (2, 5, 5)
+    assert layer.training and not layer.certified
+    train_norm = _eval_jacobian_norm_in_place(layer, shape, torch.zeros(shape, dtype=torch.float64))
+    assert train_norm > 1.05, train_norm                      # why training mode claims nothing
+    assert layer.eval().certified
+    assert _eval_jacobian_norm_in_place(layer, shape, torch.zeros(shape, dtype=torch.float64)) <= 1 + 1e-12
+    torch.manual_seed(0)
+    model = build_model("cpl_convnet", {**input_config("mnist"), "base_width": 4, "blocks": 2,
+                                        "convs_per_block": 1, "input_size": 8, "in_channels": 1})
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3])
+    model.train()
+    r_train_left = certified_radii(model, x, y)
+    assert model.training                                     # the caller's mode is restored
+    model.eval()
+    torch.testing.assert_close(certified_radii(model, x, y), r_train_left)
+
+
+@pytest.mark.parametrize("how", ["data_copy", "data_setitem", "no_grad_add", "load_state_dict"])
+def test_aol_layers_stay_one_lipschitz_after_in_place_writes(how):
+    """AOL rescales from the current weight at every forward (no cache), so any write keeps the
+    exact operator norm <= 1 (materialised Jacobian SVD), dense and convolutional."""
+    for layer, shape in ((AOLLinear(5, 4, init="orthogonal").double(), (5,)),
+                         (AOLConv2d(2, 3, 3, init="orthogonal").double(), (2, 4, 4))):
+        layer.eval()
+        x = torch.zeros(shape, dtype=torch.float64)
+        assert _eval_jacobian_norm_in_place(layer, shape, x) <= 1 + 1e-12
+        orig = layer.parametrizations.weight.original
+        new = 5.0 * torch.randn(orig.shape, dtype=torch.float64,
+                                generator=torch.Generator().manual_seed(3))
+        if how == "data_copy":
+            orig.data.copy_(new)
+        elif how == "data_setitem":
+            orig.data[...] = new
+        elif how == "no_grad_add":
+            with torch.no_grad():
+                orig.add_(new)
+        else:
+            sd = layer.state_dict()
+            sd["parametrizations.weight.original"] = new
+            layer.load_state_dict(sd)
+        norm = _eval_jacobian_norm_in_place(layer, shape, x)
+        assert 0.3 < norm <= 1 + 1e-12, (how, norm)

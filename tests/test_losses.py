@@ -81,10 +81,13 @@ def test_loss_gradients_push_margin_up():
 
 
 def test_as_loss_fn_and_default_loss():
-    model = torch.nn.Linear(3, 2)
-    x, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
-    fn = as_loss_fn(OffsetCrossEntropy())
-    assert torch.allclose(fn(model, x, y), OffsetCrossEntropy()(model(x), y))
+    # identity "model": scores = inputs, so the wrapped loss has the hand value of the offset CE
+    # case above (scores (1, 0) label 0 and scores (0, 0) label 1, offset 0.5, T 0.25)
+    model = torch.nn.Identity()
+    x, y = t([1.0, 0.0], [0.0, 0.0]), torch.tensor([0, 1])
+    fn = as_loss_fn(OffsetCrossEntropy(offset=0.5, temperature=0.25))
+    expected = (0.25 * math.log1p(math.exp(-2.0)) + 0.25 * math.log1p(math.exp(2.0))) / 2
+    assert float(fn(model, x, y)) == pytest.approx(expected, rel=1e-12)
     assert isinstance(default_loss("simple_convnet"), TemperatureCrossEntropy)
     assert default_loss("simple_convnet").temperature == 1 / 8
     ox = default_loss("cpl_convnet")

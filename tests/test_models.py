@@ -75,7 +75,7 @@ def test_lipschitz_convnet_structure_matches_section_4_1():
     (lambda: AOLMLPConfig(depth=2.5), TypeError),
     (lambda: SimpleConvNetConfig(input_size=4), ValueError),
     (lambda: SimpleConvNetConfig(num_classes=1), ValueError),
-    (lambda: input_config("svhn"), ValueError),
+    (lambda: input_config("imagenet"), ValueError),
 ])
 def test_config_validation(make, exc):
     with pytest.raises(exc):
@@ -210,3 +210,17 @@ def test_cpl_model_resume_matches_uninterrupted(tmp_path):
     resumed = fit(resumed_model, loss, x, y, tc, evaluate=evaluate, checkpoint=ckpt)
     assert [h["loss"] for h in resumed] == [h["loss"] for h in full]
     assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in full]
+
+
+@pytest.mark.parametrize("spelling", ["fashion-mnist", "fashion_mnist", "Fashion-MNIST"])
+def test_input_config_accepts_both_dataset_spellings(spelling):
+    assert input_config(spelling) == input_config("mnist")
+    assert input_config(spelling, pad=True)["input_size"] == 32
+
+
+def test_input_config_names_allowed_datasets():
+    assert input_config("svhn") == input_config("cifar10")
+    with pytest.raises(ValueError, match=r"dataset .*mnist, fashion-mnist, cifar10, svhn"):
+        input_config("imagenet")
+    with pytest.raises(TypeError, match="dataset"):
+        input_config(3)

@@ -180,13 +180,13 @@ def test_certify_known_values_and_ties():
 
 def test_certify_rejects_bad_input():
     with pytest.raises(ValueError, match="eps"):
-        certify_1nn(np.zeros(2), np.zeros(2), np.ones(2), np.zeros(2), eps=-1.0)
+        certify_1nn(np.zeros(2, int), np.zeros(2), np.ones(2), np.zeros(2, int), eps=-1.0)
     with pytest.raises(ValueError, match="same shape"):
         certified_radius_1nn(np.zeros(2), np.ones(3))
     with pytest.raises(ValueError, match="NaN"):
         certified_radius_1nn(np.array([np.nan]), np.ones(1))
     with pytest.raises(ValueError, match="same length"):
-        certify_1nn(np.zeros(3), np.zeros(2), np.ones(2), np.zeros(2), eps=0.1)
+        certify_1nn(np.zeros(3, int), np.zeros(2), np.ones(2), np.zeros(2, int), eps=0.1)
     with pytest.raises(ValueError, match="ref_labels"):
         class_nearest_distances(np.zeros((2, 2)), np.zeros((3, 2)), np.zeros(2, dtype=int))
 
@@ -207,3 +207,93 @@ def test_class_nearest_distances_matches_dense(seed, d, norm, k):
     full = pairwise_distances(q, x, norm)
     np.testing.assert_allclose(a, full.min(axis=1), rtol=1e-9, atol=1e-12)
     assert np.all(b >= a)
+
+
+def test_certified_radius_is_a_lower_bound_not_exact():
+    """Class 0 at (0, 0), class 1 at (2, 0), query (0, 1): a = 1, b = sqrt(5), certified radius
+    (sqrt(5) - 1)/2 = 0.618, but the exact l2 flip radius is the distance to the bisector
+    x_1 = 1, i.e. 1.0 (brute force over 3600 directions, tolerance 1e-3). Sound (no flip below
+    the certified radius), and strictly below the exact radius: a lower bound, as reported."""
+    ref = np.array([[0.0, 0.0], [2.0, 0.0]])
+    lab = np.array([0, 1])
+    x = np.array([[0.0, 1.0]])
+    cd = class_nearest_distances(x, ref, lab, "2", 2)
+    pred, a, b = one_nn_from_class_distances(cd)
+    cert = certify_1nn(pred, a, b, np.array([0]), 0.0)["radius"][0]
+    assert cert == pytest.approx((5 ** 0.5 - 1) / 2, abs=1e-12)
+    ang = np.linspace(0, 2 * np.pi, 3600, endpoint=False)
+    dirs = np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    radii = np.linspace(0, 2, 2001)
+    flip = np.inf
+    for r in radii:
+        pts = x + r * dirs
+        d0 = np.linalg.norm(pts - ref[0], axis=1)
+        d1 = np.linalg.norm(pts - ref[1], axis=1)
+        if np.any(d1 <= d0):
+            flip = r
+            break
+    assert flip == pytest.approx(1.0, abs=1e-3)
+    assert cert < flip - 0.3
+
+
+# ---- bad input: norms, labels, non-numeric arrays (theory side) ------------------------------
+
+def test_check_norm_convention():
+    from plumbing.validation import check_norm
+
+    for v in ("2", 2, 2.0, np.int64(2)):
+        assert check_norm("norm", v) == "2"
+    for v in ("inf", float("inf"), np.inf):
+        assert check_norm("norm", v) == "inf"
+    for bad in ("l2", "Inf", 1, 3.0, -np.inf, "angular"):
+        with pytest.raises(ValueError, match=r"norm must be one of '2', 'inf'"):
+            check_norm("norm", bad)
+    for bad in (None, True, [2], object()):
+        with pytest.raises(TypeError, match="norm must be one of"):
+            check_norm("norm", bad)
+
+
+def test_theory_functions_accept_numeric_norms():
+    from theory.distance_classifier import certified_accuracy, class_distances
+    from theory.knn import nearest_neighbor
+
+    rng = np.random.default_rng(0)
+    ref, lab = rng.random((20, 3)), rng.integers(0, 2, 20)
+    q, qy = rng.random((5, 3)), rng.integers(0, 2, 5)
+    for a, b in ((2, "2"), (np.inf, "inf"), (float("inf"), "inf")):
+        np.testing.assert_array_equal(nearest_neighbor(q, ref, a)[0], nearest_neighbor(q, ref, b)[0])
+        np.testing.assert_array_equal(class_nearest_distances(q, ref, lab, a, 2),
+                                      class_nearest_distances(q, ref, lab, b, 2))
+        np.testing.assert_array_equal(class_distances(q, ref, lab, a), class_distances(q, ref, lab, b))
+        assert certified_accuracy(q, qy, ref, lab, [0.1], a)["norm"] == b
+
+
+def test_bad_library_input_names_the_parameter():
+    from theory.distance_classifier import certified_accuracy
+    from theory.intrinsic_dim import levina_bickel
+    from theory.knn import nearest_neighbor
+
+    rng = np.random.default_rng(0)
+    ref, lab = rng.random((20, 3)), rng.integers(0, 2, 20)
+    with pytest.raises(TypeError, match="queries must be a numeric array"):
+        nearest_neighbor("abc", ref)
+    with pytest.raises(TypeError, match="references must be a numeric array"):
+        nearest_neighbor(ref, [["a", "b", "c"]])
+    with pytest.raises(ValueError, match="norm must be one of '2', 'inf'.*angular"):
+        nearest_neighbor(ref, ref, "manhattan")
+    with pytest.raises(TypeError, match="labels must be an integer array"):
+        certify_1nn(np.array([0, 1]), np.zeros(2), np.ones(2), np.array([0.0, 1.0]), 0.1)
+    with pytest.raises(TypeError, match="ref_labels must be an integer array"):
+        class_nearest_distances(ref[:2], ref, lab.astype(float), "2")
+    with pytest.raises(ValueError, match="ref_labels must have length 20"):
+        class_nearest_distances(ref[:2], ref, lab[:5], "2")
+    with pytest.raises(TypeError, match="test_y must be an integer array"):
+        certified_accuracy(ref[:3], np.array([0.0, 1.0, 0.0]), ref, lab, [0.1], "2")
+    with pytest.raises(ValueError, match="test_y must have length 3"):
+        certified_accuracy(ref[:3], np.array([0, 1]), ref, lab, [0.1], "2")
+    with pytest.raises(TypeError, match="eps_list"):
+        certified_accuracy(ref[:3], np.array([0, 1, 0]), ref, lab, 0.1, "2")
+    with pytest.raises(ValueError, match="norm must be one of"):
+        certified_accuracy(ref[:3], np.array([0, 1, 0]), ref, lab, [0.1], 1)
+    with pytest.raises(TypeError, match="x must be a numeric array"):
+        levina_bickel(np.array([["a"] * 3] * 30), 5)

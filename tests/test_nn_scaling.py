@@ -125,3 +125,87 @@ def test_bad_input():
         knn_distances(np.zeros((3, 2)), 3)
     with pytest.raises(ValueError, match="aggregate"):
         levina_bickel(np.random.default_rng(0).random((50, 2)), 5, aggregate="median")
+
+
+# ---- exact duplicates on float data (Levina–Bickel, exact k-NN distances) --------------------
+
+def _mnist_like(n: int, seed: int = 0) -> np.ndarray:
+    """n 28x28 images on a 6-dimensional smooth manifold, quantised to uint8 and stored as
+    float32/255 like MNIST in most loaders (so ||q||^2 is large next to the duplicate's 0)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28] / 27.0
+    z = rng.random((n, 6))
+    img = (np.sin(3 * xx[None] * (1 + z[:, 0, None, None]) + 6 * z[:, 1, None, None])
+           * np.cos(3 * yy[None] * (1 + z[:, 2, None, None]) + 6 * z[:, 3, None, None])
+           * (0.5 + z[:, 4, None, None]) + z[:, 5, None, None])
+    u8 = np.clip(np.round(127.5 + 80 * img), 0, 255).astype(np.uint8)
+    return (u8.reshape(n, -1).astype(np.float32) / np.float32(255.0))
+
+
+def _brute_force_knn(x: np.ndarray, k: int) -> np.ndarray:
+    """Reference: every pairwise distance as sqrt(sum of squared differences) in float64."""
+    f = x.reshape(len(x), -1).astype(np.float64)
+    d = np.sqrt(((f[:, None, :] - f[None, :, :]) ** 2).sum(axis=2))
+    np.fill_diagonal(d, np.inf)
+    return np.sort(d, axis=1)[:, :k]
+
+
+def test_knn_distances_are_exact_for_duplicates_in_float32_data():
+    """A duplicate row must be at distance exactly 0 (the Gram-matrix formula gave ~1e-6)."""
+    x = _mnist_like(300, seed=1)
+    xd = np.vstack([x, x[:40]])
+    got = knn_distances(xd, 5)
+    ref = _brute_force_knn(xd, 5)
+    assert np.all(got[:40, 0] == 0.0) and np.all(got[300:, 0] == 0.0)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0.0)
+
+
+def test_levina_bickel_drops_exact_duplicates_in_float32_data():
+    """300 injected exact duplicates change nothing: they are dropped (and counted) before the
+    estimate; the estimate equals a brute-force reference on the unique rows (rel. 1e-9)."""
+    from theory.intrinsic_dim import levina_bickel_report
+
+    x = _mnist_like(1200, seed=2)
+    rng = np.random.default_rng(3)
+    dup = x[rng.choice(len(x), 300, replace=False)]
+    xd = np.vstack([x, dup])[rng.permutation(1500)]
+    clean = levina_bickel(x, 10, 20)
+    with_dups = levina_bickel(xd, 10, 20)
+    assert math.isclose(with_dups, clean, rel_tol=1e-9), (clean, with_dups)
+    rep = levina_bickel_report(xd, 10, 20)
+    assert rep.duplicates_dropped == 300 and rep.points_used == 1200
+    knn = _brute_force_knn(x, 20)
+    ref = np.mean([1.0 / np.mean(1.0 / levina_bickel_pointwise(knn, k)) for k in range(10, 21)])
+    assert math.isclose(clean, ref, rel_tol=1e-9), (clean, ref)
+
+
+def test_nearest_neighbor_finds_the_exact_duplicate():
+    """The query's own copy (distance 0) must win over a near neighbour in float32 data."""
+    from theory.knn import nearest_neighbor
+
+    x = _mnist_like(500, seed=4)
+    q = x[::7].copy()
+    dist, idx = nearest_neighbor(q, x)
+    assert np.all(dist == 0.0)
+    assert np.array_equal(x[idx], q)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 40), dim=st.integers(1, 30), k=st.integers(1, 5), dups=st.integers(0, 10),
+       scale=st.sampled_from([1e-3, 1.0, 255.0, 1e6]), norm=st.sampled_from(["2", "inf"]),
+       seed=st.integers(0, 2 ** 31 - 1))
+def test_knn_distances_equal_brute_force_with_duplicates(n, dim, k, dups, scale, norm, seed):
+    """Exact k-NN distances on float32 data of any scale with injected exact duplicates: equal to
+    a direct brute force (relative 1e-12), and 0.0 exactly for every duplicate."""
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n, dim)) * scale).astype(np.float32)
+    x = np.vstack([x, x[rng.integers(0, n, dups)]]) if dups else x
+    k = min(k, len(x) - 1)
+    got = knn_distances(x, k, norm=norm)
+    f = x.astype(np.float64)
+    diff = f[:, None, :] - f[None, :, :]
+    d = np.abs(diff).max(axis=2) if norm == "inf" else np.sqrt((diff ** 2).sum(axis=2))
+    np.fill_diagonal(d, np.inf)
+    ref = np.sort(d, axis=1)[:, :k]
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0.0)
+    assert np.array_equal(got == 0.0, ref == 0.0)

@@ -71,6 +71,9 @@ def test_small_run_table_json_and_determinism(tmp_path):
     for nm in names:
         assert nm in out
     assert "95% CI" in out and "verdict" in out and "FAIL" not in out
+    assert all(not r["verdict"].startswith("FAIL") and "FAIL" not in r["verdict"]
+               for r in res["learners"])
+    assert "1/2 + P(seen)/2" in res["verdict_method"]
     from simulate.no_free_robustness import main
 
     assert main(args + ["--json", str(tmp_path / "b.json")]) == 0     # in-process, same seed

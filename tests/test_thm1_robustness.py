@@ -10,7 +10,7 @@ from theory.hypercube import TAG_TEST, TAG_TRAIN, HypercubeFamily, derive_key
 from theory.hypercube_learners import (BayesRobust, HypercubeLearner, KNearestHamming,
                                        LinearSignXd, Memoriser, PhiOracle)
 from theory.hypercube_robustness import (adversarial_points, candidate_points, evaluate,
-                                         reachable_interval)
+                                         feature_space_attack, reachable_interval)
 
 deltas = st.floats(0.01, 0.99)
 epss = st.floats(0.0, 0.999)
@@ -24,11 +24,34 @@ def _draw(n, delta, seed, m=300):
 
 @settings(max_examples=25)
 @given(n=st.integers(1, 3000), delta=deltas, eps=epss, seed=st.integers(0, 2 ** 32))
-def test_bullet1_oracle_exactly_robust(n, delta, eps, seed):
-    """phi(sign(x_1..x_{d-1})) has robust accuracy exactly 1 at every eps < 1."""
-    fam, train, test = _draw(n, delta, seed)
-    ev = evaluate(PhiOracle(fam).fit(train), test, eps)
-    assert ev.clean.all() and ev.robust.all() and ev.zero_attack.all()
+def test_bullet1_oracle_survives_an_independent_attack(n, delta, eps, seed):
+    """phi(sign(x_1..x_{d-1})) keeps every label under a feature-space attack at eps < 1 that does
+    not go through :func:`evaluate` (which, for a learner declaring no x_d breakpoints, sets
+    robust = clean by construction, so checking ev.robust alone would be a tautology)."""
+    fam, train, test = _draw(n, delta, seed, m=150)
+    ok = feature_space_attack(PhiOracle(fam), test.features(), test.y, eps,
+                              np.random.default_rng(seed % 2 ** 32), n_random=8)
+    assert ok.all()
+
+
+def test_feature_space_attack_catches_what_the_evaluator_trusts():
+    """The attack can fail: at eps = 1 it reaches sign(0) on a robust coordinate (every point is
+    broken); and a learner that secretly reads x_d but declares no breakpoints is scored fully
+    robust by :func:`evaluate` while the attack breaks it (the evaluator's exactness rests on the
+    declared breakpoints; the attack checks the oracle without trusting them)."""
+    fam, train, test = _draw(100, 0.1, 3, m=300)
+    X, y = test.features(), test.y
+    rng = np.random.default_rng(0)
+    assert not feature_space_attack(PhiOracle(fam), X, y, 1.0, rng, n_random=2).any()
+
+    class SneakyOracle(PhiOracle):
+        def predict(self, patterns, xd):
+            out = super().predict(patterns, xd)
+            return np.where(np.abs(np.asarray(xd)) < 0.05, -out, out).astype(np.int8)
+
+    sneaky = SneakyOracle(fam)
+    assert evaluate(sneaky, test, 0.1).robust.all()                     # trusts the declaration
+    assert feature_space_attack(sneaky, X, y, 0.1, rng).mean() < 0.5   # the attack does not
 
 
 @settings(max_examples=25)

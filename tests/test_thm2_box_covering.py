@@ -120,7 +120,9 @@ def test_monte_carlo_coverage_at_least_bound_minus_interval(d, delta, frac, seed
 def test_theorem2_at_37_boxes(d, delta):
     dist = GridRobustDistribution(d=d, delta=delta, cells_per_axis=2, n_classes=2, seed=3)
     n = theorem2_sample_size(d, delta)
+    assert not dist.vacuous          # two classes, so CRA >= 0.99 is not trivial
     res = simulate_theorem2(dist.sample, d, delta, n, trials=3, n_test=300, seed=0)
+    assert not res.vacuous
     assert res.certified_robust_accuracy.mean >= 0.99
     assert res.coverage.mean >= coverage_bound(d, delta, n) - 3 * res.coverage.stderr
 
@@ -147,3 +149,58 @@ def test_bad_input():
         box_index(np.array([[1.5]]), 0.1)
     with pytest.raises(ValueError, match="n must be"):
         coverage_bound(2, 0.1, 0)
+
+
+def test_pl_thm2_99_claim_uses_only_settings_with_two_classes(monkeypatch):
+    """A setting whose cells all carry one label makes CRA = 1 trivially (every constant
+    classifier is robust); the claim must never count one as evidence for Theorem 2."""
+    import paper_checks.claims_thm2 as ct
+    from paper_checks.registry import claims, run_claim
+
+    seen = []
+    real = ct.simulate_theorem2
+
+    def spy(sampler, d, delta, n, **kw):
+        res = real(sampler, d, delta, n, **kw)
+        seen.append((d, delta, np.unique(sampler.__self__.cell_labels).size, res))
+        return res
+
+    monkeypatch.setattr(ct, "simulate_theorem2", spy)
+    row = run_claim({c.id: c for c in claims()}["pl-thm2-99"])
+    assert row["verdict"] == "PASS", row
+    assert {d for d, *_ in seen} == {1, 2, 3}
+    for d, delta, n_labels, res in seen:
+        assert n_labels >= 2, (d, delta)
+
+
+def test_one_class_setting_is_detected():
+    """d = 1, two cells, seed 11: both cells get label 1, so the distribution is vacuous for
+    Theorem 2; the simulation reports it (classes seen 1) and a non-vacuous redraw has 2."""
+    from theory.robust_distributions import non_vacuous_grid
+
+    dist = GridRobustDistribution(d=1, delta=0.1, cells_per_axis=2, n_classes=2, seed=11)
+    assert dist.classes_present == 1 and dist.vacuous
+    res = simulate_theorem2(dist.sample, 1, 0.1, 50, trials=2, n_test=100, seed=0)
+    assert res.classes_seen == 1 and res.vacuous
+    good = non_vacuous_grid(d=1, delta=0.1, cells_per_axis=2, n_classes=2, seed=11)
+    assert good.classes_present == 2 and not good.vacuous and good.seed > 11
+    res = simulate_theorem2(good.sample, 1, 0.1, 50, trials=2, n_test=100, seed=0)
+    assert res.classes_seen == 2 and not res.vacuous
+    with pytest.raises(ValueError, match="n_classes"):
+        non_vacuous_grid(d=1, delta=0.1, cells_per_axis=1, n_classes=2)
+
+
+def test_coverage_figure_interval_stays_in_unit_interval():
+    """The thm2_coverage error bars: scipy Student-t interval over trials, intersected with
+    [0, 1] (the old +-3 s.e. bar went above 1)."""
+    from scipy import stats
+
+    from figures.fig_thm2 import clipped_t_interval
+    from theory.box_covering import Estimate
+
+    lo, hi = clipped_t_interval(Estimate(0.98, 0.02, 3))
+    assert hi == 1.0 and lo == pytest.approx(0.98 - stats.t.ppf(0.975, 2) * 0.02)
+    lo, hi = clipped_t_interval(Estimate(0.5, 0.01, 10))
+    assert (lo, hi) == pytest.approx((0.5 - stats.t.ppf(0.975, 9) * 0.01,
+                                      0.5 + stats.t.ppf(0.975, 9) * 0.01))
+    assert clipped_t_interval(Estimate(0.01, 0.05, 4))[0] == 0.0

@@ -187,12 +187,20 @@ class Theorem2Trial:
     certified_robust_accuracy: Estimate   # 1-NN, correct and certified at δ/2
     near_fraction: Estimate               # P(min_i ‖x − X_i‖∞ ≤ δ)   (Eq. 14)
     coverage: Estimate                    # P(test box holds a training point)  (Eq. 15)
+    classes_seen: int = 2                 # fewest distinct labels among a trial's points
+
+    @property
+    def vacuous(self) -> bool:
+        """True when some trial saw a single class: there 1-NN is constant, hence correct and
+        robust at every radius, and its certified robust accuracy is no evidence for Theorem 2."""
+        return self.classes_seen < 2
 
 
 def simulate_theorem2(sampler: Sampler, d: int, delta: float, n: int, *, trials: int = 10,
                       n_test: int = 500, seed: int = 0, radius: float | None = None) -> Theorem2Trial:
     """1-NN certified robust accuracy (ℓ∞, radius δ/2 unless given), the fraction of test points
-    with a training point within δ, and the box coverage, over ``trials`` training sets."""
+    with a training point within δ, and the box coverage, over ``trials`` training sets.
+    ``classes_seen`` (and ``vacuous``) flag a draw with one class, where CRA = 1 is trivial."""
     from .nn_certificate import certify_1nn, class_nearest_distances, one_nn_from_class_distances
 
     d = check_int("d", d, min_value=1)
@@ -202,10 +210,11 @@ def simulate_theorem2(sampler: Sampler, d: int, delta: float, n: int, *, trials:
     n_test = check_int("n_test", n_test, min_value=1)
     rho = delta / 2.0 if radius is None else check_float("radius", radius, low=0.0)
     rng = np.random.default_rng(check_int("seed", seed, min_value=0))
-    cra, near, cov = [], [], []
+    cra, near, cov, classes = [], [], [], []
     for _ in range(trials):
         xtr, ytr = sampler(n, rng)
         xte, yte = sampler(n_test, rng)
+        classes.append(int(np.unique(np.concatenate([ytr, yte])).size))
         n_classes = int(max(ytr.max(), yte.max())) + 1
         cd = class_nearest_distances(xte, xtr, ytr, norm="inf", n_classes=n_classes)
         pred, a, b = one_nn_from_class_distances(cd)
@@ -213,4 +222,4 @@ def simulate_theorem2(sampler: Sampler, d: int, delta: float, n: int, *, trials:
         cra.append(res["certified_robust_accuracy"])
         near.append(float((cd.min(axis=1) <= delta).mean()))
         cov.append(float(np.isin(box_index(xte, delta), box_index(xtr, delta)).mean()))
-    return Theorem2Trial(_estimate(cra), _estimate(near), _estimate(cov))
+    return Theorem2Trial(_estimate(cra), _estimate(near), _estimate(cov), min(classes))

@@ -133,3 +133,38 @@ def adversarial_points(test: HypercubeSample, witness_xd: np.ndarray) -> np.ndar
     has = ~np.isnan(w)
     X[has, -1] = w[has]
     return X
+
+
+def feature_space_attack(learner: HypercubeLearner, X, y, eps: float, rng: np.random.Generator,
+                         n_random: int = 32) -> np.ndarray:
+    """Per point, True if ``learner.predict_features`` keeps the label ``y`` under an attack in
+    the raw feature space that is independent of :func:`evaluate` (it does not use the learner's
+    declared breakpoints): every single coordinate moved by ``eps`` towards 0 (past it when
+    eps > |x_i|), and ``n_random`` uniformly random directions of norm ``eps``, all clipped to
+    [-1, 1]^d. Its mean is an *upper bound* on the exact robust accuracy. A candidate with a robust
+    coordinate exactly 0 (reached at eps = 1) counts as an error (sign(0) is no decision)."""
+    if not isinstance(learner, HypercubeLearner):
+        raise TypeError(f"learner must be a HypercubeLearner, got {type(learner).__name__}")
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    if X.ndim != 2 or len(y) != len(X):
+        raise ValueError(f"X must be (m, d) and y of length m, got {X.shape} and {y.shape}")
+    eps = check_float("eps", eps, low=0.0)
+    n_random = int(n_random)
+
+    def keeps(Xp):
+        Xp = np.clip(Xp, -1.0, 1.0)
+        zero = np.any(Xp[:, :-1] == 0.0, axis=1)
+        Xp[zero, :-1] = np.where(Xp[zero, :-1] == 0.0, 1.0, Xp[zero, :-1])
+        return (learner.predict_features(Xp) == y) & ~zero
+
+    ok = keeps(X.copy())
+    for i in range(X.shape[1]):
+        Xp = X.copy()
+        Xp[:, i] -= np.where(Xp[:, i] >= 0, 1.0, -1.0) * eps
+        ok &= keeps(Xp)
+    for _ in range(n_random):
+        v = rng.standard_normal(X.shape)
+        v *= eps / np.linalg.norm(v, axis=1, keepdims=True)
+        ok &= keeps(X + v)
+    return ok

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .knn import nearest_neighbor
-from plumbing.validation import check_array, check_choice, check_float, check_int
+from plumbing.validation import check_float, check_int
 
 
 # --- Eq. (26) ---------------------------------------------------------------------------------
@@ -135,9 +135,11 @@ def nn_distance_curve(train: np.ndarray, queries: np.ndarray, sizes, norm: str =
     """Nearest-neighbour distance of every query to nested training subsets (the first n points
     of one random permutation; identity when ``rng`` is None), summarised per size."""
     sizes = check_sizes(sizes)
-    check_choice("norm", norm, ("2", "inf", "angular"))
-    train = check_array("train", train, min_len=1)
-    queries = check_array("queries", queries, min_len=1)
+    from .knn import _check_knn_norm, _numeric
+
+    norm = _check_knn_norm(norm)
+    train = _numeric("train", train, 1)
+    queries = _numeric("queries", queries, 1)
     if sizes[-1] > len(train):
         raise ValueError(f"sizes must be <= the number of training points ({len(train)}), "
                          f"got {sizes[-1]}")

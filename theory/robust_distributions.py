@@ -83,6 +83,18 @@ class GridRobustDistribution:
         object.__setattr__(self, "cell_labels", labels)
 
     @property
+    def classes_present(self) -> int:
+        """Number of distinct labels among the cells (the seeded draw may give fewer than
+        ``n_classes``)."""
+        return int(np.unique(self.cell_labels).size)
+
+    @property
+    def vacuous(self) -> bool:
+        """True when every cell has the same label: then a constant classifier is correct and
+        robust at every radius, so a robust accuracy of 1 says nothing about Theorem 2."""
+        return self.classes_present < 2
+
+    @property
     def side(self) -> float:
         return 1.0 / self.cells_per_axis
 
@@ -155,6 +167,25 @@ class GridRobustDistribution:
     def acceptance_rate(self, rng: np.random.Generator, samples: int = 100_000) -> float:
         """Monte Carlo volume of K (fraction of the cube kept)."""
         return float(self.in_support(rng.random((samples, self.d))).mean())
+
+
+def non_vacuous_grid(d: int, delta: float, cells_per_axis: int = 2, n_classes: int = 2,
+                     seed: int = 0, max_tries: int = 10_000) -> GridRobustDistribution:
+    """The first :class:`GridRobustDistribution` with seed ``seed``, ``seed + 1``, ... whose cells
+    carry at least two labels (not :attr:`~GridRobustDistribution.vacuous`). The choice depends on
+    the cell labels only, never on a simulation outcome."""
+    n_classes = check_int("n_classes", n_classes, min_value=2)
+    cells = check_int("cells_per_axis", cells_per_axis, min_value=1)
+    if cells ** check_int("d", d, min_value=1) < 2:
+        raise ValueError(f"n_classes: a grid with cells_per_axis={cells} and d={d} has one cell, "
+                         f"so it cannot carry {n_classes} classes; use cells_per_axis >= 2")
+    seed = check_int("seed", seed, min_value=0)
+    for s in range(seed, seed + check_int("max_tries", max_tries, min_value=1)):
+        dist = GridRobustDistribution(d=d, delta=delta, cells_per_axis=cells, n_classes=n_classes,
+                                      seed=s)
+        if not dist.vacuous:
+            return dist
+    raise ValueError(f"no seed in [{seed}, {seed + max_tries}) gives two classes")
 
 
 def uniform_cube(d: int, delta: float = 0.25) -> GridRobustDistribution:

@@ -18,9 +18,12 @@ import time
 
 from deep.experiments import pl_runs
 from deep.experiments.experiment import add_common_args, parse_common, resolve_device
+from deep.experiments.grid import run_grid
+from plumbing.distributed import is_main_process
 from deep.pca_projection import TABLE1_SUBSETS
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, run_main
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.pca_features"
 DEFAULT_MODELS = ("simple_convnet", "cpl_convnet")
 DEFAULT_EPOCHS = 200
@@ -48,7 +51,7 @@ def main(argv=None) -> int:
     epochs = common.epochs or (1 if common.tiny else DEFAULT_EPOCHS)
     train_size = args.train_size or (64 if common.tiny else None)
     started = time.perf_counter()
-    rows = []
+    cfgs, cells = [], []
     for sub in args.subsets:
         for m in args.models:
             loss = (pl_runs.LossConfig("temperature_ce", temperature=1 / 8) if m == "simple_convnet"
@@ -56,15 +59,18 @@ def main(argv=None) -> int:
             tag = sub.replace("&", "+")
             name = (f"{common.dataset}_{m}_pc{tag}_{'noaug' if args.no_augment else 'aug'}"
                     f"_n{train_size or 'all'}_e{epochs}_s{common.seed}")
-            cfg = pl_runs.build_run(args, common, name=name, model=m, loss=loss, epochs=epochs,
-                                    train_size=train_size, augment=not args.no_augment, pca_subset=sub,
-                                    default_lr=DEFAULT_LR.get(m, 0.1))
-            res = pl_runs.run(cfg, common.out, device, common.data_root, keep_checkpoint=args.keep_checkpoints)
-            row = pl_runs.summarize(res)
-            row.update(subset=sub, components=res["pca"]["components"],
-                       variance_explained=res["pca"]["variance_explained"])
-            rows.append(row)
-            cra = row["test_cra_36"]
+            cfgs.append(pl_runs.build_run(args, common, name=name, model=m, loss=loss, epochs=epochs,
+                                          train_size=train_size, augment=not args.no_augment,
+                                          pca_subset=sub, default_lr=DEFAULT_LR.get(m, 0.1)))
+            cells.append((sub, m))
+    rows = []
+    for (sub, m), res in zip(cells, run_grid(args, common, device, cfgs)):
+        row = pl_runs.summarize(res)
+        row.update(subset=sub, components=res["pca"]["components"],
+                   variance_explained=res["pca"]["variance_explained"])
+        rows.append(row)
+        cra = row["test_cra_36"]
+        if is_main_process():
             print(f"{sub:14s} ({row['components']:>14s}) var={row['variance_explained']:.4f} {m:15s} "
                   f"train_acc={row['train_acc']:.4f} test_acc={row['test_acc']:.4f} "
                   f"test_cra@36/255={'n/a' if cra is None else f'{cra:.4f}'}", flush=True)

@@ -34,6 +34,7 @@ CRA is only defined for the 1-Lipschitz models; for the standard SimpleConvNet i
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -359,6 +360,12 @@ def run(cfg: RunConfig, out: Path, device: torch.device, root=None, *, stop_afte
     if extra:
         result.update(extra)
     write_result(paths["result"], result, seed=cfg.train.seed, device=device, started=started)
+    from plumbing.distributed import is_main_process
+
+    if not is_main_process():         # under torchrun rank 0 writes; the others need no file
+        from plumbing.io import _jsonable
+
+        return json.loads(json.dumps(_jsonable(result)))
     if not keep_checkpoint and paths["checkpoint"].exists():
         paths["checkpoint"].unlink()
     return existing_result(paths["result"])
@@ -416,7 +423,7 @@ def parse_size(text: str) -> int:
         if not math.isfinite(v) or v != int(v) or v < 1:
             raise ValueError
         return int(v)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"size must be a positive integer or 2^k (0 <= k <= 30), got {text!r}") from None
 
 
@@ -445,8 +452,14 @@ def add_run_args(ap, *, default_lr: float | None = None) -> None:
                          "an MLP narrower than its input should use orthogonal)")
     ap.add_argument("--keep-checkpoints", action="store_true",
                     help="keep each run's checkpoint after it finished (default: delete it)")
-    ap.add_argument("--summary", default=None, help="summary JSON path (default <out>/summary.json)")
-    ap.add_argument("--note", default=None, help="free text stored in the summary (e.g. 'reduced CPU run')")
+    ap.add_argument("--summary", default=None,
+                    help="summary JSON path, rebuilt from this command's runs (an existing one is "
+                         "replaced; the per-run JSONs under --out are kept) (default <out>/summary.json)")
+    ap.add_argument("--note", default=None,
+                    help="free text stored in the summary, e.g. 'reduced CPU run' (default: none)")
+    from plumbing.sweep import add_engine_args
+
+    add_engine_args(ap)      # --engine local|ray, --address, --workers (deep.experiments.grid)
 
 
 def check_models(models) -> None:
@@ -471,8 +484,13 @@ def write_summary(args, common, device, started: float, *, experiment: str, pape
                "provenance": provenance(seed=common.seed, wall_seconds=time.perf_counter() - started,
                                         device=device_description(device))}
     path = args.summary or (common.out / "summary.json")
-    atomic_write_json(path, summary)
-    print(f"summary: {path}")
+    from plumbing.distributed import is_main_process
+
+    if is_main_process():             # under torchrun only rank 0 writes
+        replaced = Path(path).is_file()
+        atomic_write_json(path, summary)
+        print(f"summary: {path}" + (" (replaced the previous summary; per-run JSONs under "
+                                    f"{common.out} are kept)" if replaced else ""))
     return path
 
 

@@ -17,9 +17,12 @@ import numpy as np
 
 from deep.experiments import pl_runs
 from deep.experiments.experiment import add_common_args, parse_common, resolve_device
+from deep.experiments.grid import run_grid
+from plumbing.distributed import is_main_process
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, run_main
 from theory.constants import ROBUST_OVERFIT_OFFSET
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.robust_overfitting"
 DEFAULT_MODELS = ("cpl_convnet", "aol_mlp")
 DEFAULT_EPOCHS = 3000   # Sec. 4.3
@@ -46,21 +49,23 @@ def main(argv=None) -> int:
     epochs = common.epochs or (2 if common.tiny else DEFAULT_EPOCHS)
     train_size = args.train_size or (64 if common.tiny else None)
     started = time.perf_counter()
-    rows = []
+    cfgs = []
     for m in args.models:
         loss = pl_runs.LossConfig("offset_ce", offset=args.offset, temperature=0.25)
         name = f"{common.dataset}_{m}_off{args.offset:.4f}_n{train_size or 'all'}_e{epochs}_s{common.seed}"
-        cfg = pl_runs.build_run(args, common, name=name, model=m, loss=loss, epochs=epochs,
-                                train_size=train_size, augment=False, curve_eps=CURVE_EPS)
-        res = pl_runs.run(cfg, common.out, device, common.data_root, keep_checkpoint=args.keep_checkpoints)
+        cfgs.append(pl_runs.build_run(args, common, name=name, model=m, loss=loss, epochs=epochs,
+                                      train_size=train_size, augment=False, curve_eps=CURVE_EPS))
+    rows = []
+    for m, res in zip(args.models, run_grid(args, common, device, cfgs)):
         row = pl_runs.summarize(res)
         row["cra_curve"] = res["cra_curve"]
         rows.append(row)
         tr, te = res["cra_curve"]["train"], res["cra_curve"]["test"]
         i1 = CURVE_EPS.index(1.0)
-        print(f"{m:15s} train_acc={row['train_acc']:.4f} test_acc={row['test_acc']:.4f} "
-              f"train_cra@36/255={row['train_cra_36']:.4f} test_cra@36/255={row['test_cra_36']:.4f} "
-              f"train_cra@1={tr[i1]:.4f} test_cra@1={te[i1]:.4f}", flush=True)
+        if is_main_process():
+            print(f"{m:15s} train_acc={row['train_acc']:.4f} test_acc={row['test_acc']:.4f} "
+                  f"train_cra@36/255={row['train_cra_36']:.4f} test_cra@36/255={row['test_cra_36']:.4f} "
+                  f"train_cra@1={tr[i1]:.4f} test_cra@1={te[i1]:.4f}", flush=True)
     pl_runs.write_summary(args, common, device, started, rows=rows, experiment="robust_overfitting",
                           paper_ref="P&L Sec. 4.3 Fig. 2 / Sec. 10 Fig. 8", offset=args.offset)
     return 0

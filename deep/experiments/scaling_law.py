@@ -16,7 +16,8 @@ summary table (``--summary``, default ``<out>/summary.json``).
 Models: ``simple_convnet`` (standard, temperature-1/8 CE), ``aol_mlp`` and ``cpl_convnet``
 (1-Lipschitz, OffsetCrossEntropy with offset = temperature = 0.25), as in Sec. 4.1. MNIST is
 padded to 32x32 with its mean (0 after the subtraction), base width 16 / MLP width 1024, and
-augmented by random crops only (no flip, as the issue asks; no erasing, Sec. 9.3).
+augmented by random crops only (no flip, a choice of this project, see docs/pl_experiments.md;
+no erasing, Sec. 9.3).
 """
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ import time
 
 from deep.experiments import pl_runs
 from deep.experiments.experiment import add_common_args, parse_common, resolve_device
+from deep.experiments.grid import run_grid
+from plumbing.distributed import is_main_process
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, int_sci, run_main
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.scaling_law"
 DEFAULT_MODELS = ("simple_convnet", "aol_mlp", "cpl_convnet")
 DEFAULT_SIZES = tuple(2 ** k for k in range(6, 16))        # 64 ... 32768
@@ -34,7 +38,7 @@ TINY_SIZES = (32, 64)
 DEFAULT_EPOCHS = 100
 DEFAULT_LR = {"simple_convnet": 0.002, "aol_mlp": 0.1, "cpl_convnet": 0.1}  # simple_convnet: T=1/8 CE diverges at 0.01 on short runs
 
-# The full-scale MNIST run that needs a GPU (issue 5, section "GPU"); README and --help quote it.
+# The full-scale MNIST run that needs a GPU; README and --help quote it.
 GPU_COMMAND = ("python -m deep.scaling_law --dataset mnist --device cuda --models aol_mlp,cpl_convnet "
                "--sizes 2^5,2^6,2^7,2^8,2^9,2^10,2^11,2^12,2^13,2^14,2^15,60000 --epochs 50 "
                "--out runs/scaling_law_mnist --summary results/scaling_law_mnist.json")
@@ -125,23 +129,25 @@ def main(argv=None) -> int:
                 plan.append((m, n, pl_runs.epochs_for_size(n, sizes[-1], ref_epochs)))
 
     started = time.perf_counter()
-    rows = []
+    cfgs = []
     for m, n, passes in plan:
         r, trainer_epochs = pl_runs.group_passes(passes, n, min_ex)
         loss = (pl_runs.LossConfig("temperature_ce", temperature=1 / 8) if m == "simple_convnet"
                 else pl_runs.LossConfig("offset_ce", offset=0.25, temperature=0.25))
         name = f"{common.dataset}_{m}_n{n}_p{passes}_s{common.seed}"
-        cfg = pl_runs.build_run(args, common, name=name, model=m, loss=loss, epochs=trainer_epochs,
-                                train_size=n, augment=True, passes_per_epoch=r,
-                                default_lr=DEFAULT_LR.get(m, 0.1))
-        res = pl_runs.run(cfg, common.out, device, common.data_root, keep_checkpoint=args.keep_checkpoints)
+        cfgs.append(pl_runs.build_run(args, common, name=name, model=m, loss=loss,
+                                      epochs=trainer_epochs, train_size=n, augment=True,
+                                      passes_per_epoch=r, default_lr=DEFAULT_LR.get(m, 0.1)))
+    rows = []
+    for (m, n, passes), res in zip(plan, run_grid(args, common, device, cfgs)):
         row = pl_runs.summarize(res)
         row["data_passes"] = res.get("data_passes", passes)
         rows.append(row)
         cra = row.get("test_cra_36")
-        print(f"{m:15s} n={n:6d} passes={row['data_passes']:6d} test_acc={row['test_acc']:.4f} "
-              f"test_cra@36/255={'n/a' if cra is None else f'{cra:.4f}'} train_acc={row['train_acc']:.4f}",
-              flush=True)
+        if is_main_process():
+            print(f"{m:15s} n={n:6d} passes={row['data_passes']:6d} test_acc={row['test_acc']:.4f} "
+                  f"test_cra@36/255={'n/a' if cra is None else f'{cra:.4f}'} "
+                  f"train_acc={row['train_acc']:.4f}", flush=True)
     pl_runs.write_summary(
         args, common, device, started, rows=rows,
         experiment="compute_scaling" if args.compute_scaling else "scaling_law",

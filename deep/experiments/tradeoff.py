@@ -12,8 +12,11 @@ import time
 
 from deep.experiments import pl_runs
 from deep.experiments.experiment import add_common_args, parse_common, resolve_device
+from deep.experiments.grid import run_grid
+from plumbing.distributed import is_main_process
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, run_main
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.tradeoff"
 DEFAULT_TS = (0.0, 1.0, 2.0, 5.0, 10.0)
 DEFAULT_EPOCHS = 200
@@ -37,18 +40,21 @@ def main(argv=None) -> int:
     epochs = common.epochs or (1 if common.tiny else DEFAULT_EPOCHS)
     train_size = args.train_size or (64 if common.tiny else None)
     started = time.perf_counter()
-    rows = []
+    cfgs = []
     for t in args.ts:
         loss = pl_runs.LossConfig("self_normalizing_ce", t=t)
         name = f"{common.dataset}_{args.model}_t{t:g}_n{train_size or 'all'}_e{epochs}_s{common.seed}"
-        cfg = pl_runs.build_run(args, common, name=name, model=args.model, loss=loss, epochs=epochs,
-                                train_size=train_size, augment=True)
-        res = pl_runs.run(cfg, common.out, device, common.data_root, keep_checkpoint=args.keep_checkpoints)
+        cfgs.append(pl_runs.build_run(args, common, name=name, model=args.model, loss=loss,
+                                      epochs=epochs, train_size=train_size, augment=True))
+    rows = []
+    for t, res in zip(args.ts, run_grid(args, common, device, cfgs)):
         row = pl_runs.summarize(res)
         row["t"] = t
         rows.append(row)
-        print(f"t={t:<6g} test_acc={row['test_acc']:.4f} test_cra@36/255={row['test_cra_36']:.4f} "
-              f"train_acc={row['train_acc']:.4f} train_cra@36/255={row['train_cra_36']:.4f}", flush=True)
+        if is_main_process():
+            print(f"t={t:<6g} test_acc={row['test_acc']:.4f} test_cra@36/255={row['test_cra_36']:.4f} "
+                  f"train_acc={row['train_acc']:.4f} train_cra@36/255={row['train_cra_36']:.4f}",
+                  flush=True)
     pl_runs.write_summary(args, common, device, started, rows=rows, experiment="tradeoff",
                           paper_ref="P&L Sec. 4.5 Table 3 / Fig. 4")
     return 0
