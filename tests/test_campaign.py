@@ -173,3 +173,25 @@ def test_campaign_usage_errors(tmp_path):
     (tmp_path / "file").write_text("x")
     r = _campaign(["pl", "--budget-s", "10", "--out", str(tmp_path / "file")])
     assert r.returncode == 2 and "not a folder" in r.stderr
+
+
+def test_stacked_model_replays_dropout_masks_per_model():
+    """TRADES compares f(x) and f(x') under one dropout mask: replaying torch's RNG state must
+    give the stacked model the same masks (and different models different masks)."""
+    from deep.experiments.campaign_stack import StackedModel
+    from deep.methods import _SameRandomness
+
+    torch.manual_seed(0)
+    models = [CNN1(image_size=16, dropout=0.5) for _ in range(3)]
+    for m in models[1:]:
+        m.load_state_dict(models[0].state_dict())
+    st = StackedModel(models).train()
+    x = torch.rand(4, 1, 16, 16).repeat(3, 1, 1, 1)
+    rng = _SameRandomness(x.device)
+    a = st(x)
+    rng.replay()
+    b = st(x)
+    c = st(x)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert not torch.allclose(a[:4], a[4:8]), "identical models got identical dropout masks"

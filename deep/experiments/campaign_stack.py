@@ -18,7 +18,7 @@ the whole stack (``deep.attacks.pgd``, eps 0.1, 10 steps of 0.02, random start, 
 * ``ce_mix``: model k minimises ``a_k CE(f_k(x), y) + b_k CE(f_k(x'), y)`` with x' the CE-PGD
   point: AT is (a, b) = (0, 1), RST(lambda) is (1, lambda);
 * ``trades``: model k minimises ``CE(f_k(x), y) + beta_k KL(f_k(x) || f_k(x'))`` with x' the
-  KL-PGD point (batch-mean KL as ``deep.methods``);
+  KL-PGD point (batch-mean KL as ``deep.methods``; f_k(x') reuses f_k(x)'s dropout masks);
 * ``single``: one model with ``deep.methods.make_loss`` (natural, GR, LLR).
 
 The stacked loss is the *sum* over models of each model's own batch-mean loss, so model k's
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from deep.methods import MethodConfig, make_loss
+from deep.methods import MethodConfig, _SameRandomness, make_loss
 from deep.trainer import epoch_seed
 from plumbing.io import atomic_write_bytes
 from plumbing.validation import check_choice, check_int
@@ -166,7 +166,9 @@ class Group:
                 return (aa * clean + bb * adv).sum()
             xa = pgd(model, xr, yr, cfg.eps, norm="inf", steps=cfg.steps,
                      step_size=cfg.step_size, random_start=True, loss="kl").detach()
+            rng = _SameRandomness(xb.device)
             logits = model(xr)
+            rng.replay()      # f(x') with f(x)'s dropout masks, as deep.methods' TRADES
             ce = _per_model_mean(F.cross_entropy(logits, yr, reduction="none"), k)
             kl = F.kl_div(F.log_softmax(model(xa), dim=1), F.softmax(logits, dim=1),
                           reduction="none").sum(dim=1)
