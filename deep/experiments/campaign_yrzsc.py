@@ -268,19 +268,38 @@ def pilot(cfg: YrzscConfig, groups: list[Group], data: dict, device, budget: Bud
     bs = cfg.batch_size
     n = len(data["y"])
     steps_per_epoch = math.ceil(n / bs)
-    step_s = {}
+    step_s, per_model = {}, []
+    half = 0.5 * budget.seconds
+
+    def over():
+        return budget.expired(reserve=half)
+
     for g in groups:
+        if per_model and over():
+            # the pilot must not eat the budget: an unmeasured group gets the slowest
+            # per-model step measured, times its number of models
+            step_s[g.name] = max(per_model) * len(g.methods)
+            continue
         model = g.build(fresh_models(g.arch, len(g.methods), device, cfg.seed, _size(cfg)))
         warm = min(2, cfg.pilot_steps - 1)   # first steps pay one-off costs (kernels, vmap)
         if warm:
             train_group(g, model, data["x"], data["y"], epochs=1, batch_size=bs,
-                        sched=schedule(cfg), seed=cfg.seed + 99, max_steps=warm)
+                        sched=schedule(cfg), seed=cfg.seed + 99, max_steps=warm,
+                        should_stop=over if per_model else None)
+        calls = [0]
+
+        def after_one_step():   # checked before every step: time at least one
+            calls[0] += 1
+            return calls[0] > 1 and over()
+
         sync(device)
         t0 = time.perf_counter()
         r = train_group(g, model, data["x"], data["y"], epochs=1, batch_size=bs,
-                        sched=schedule(cfg), seed=cfg.seed + 98, max_steps=cfg.pilot_steps)
+                        sched=schedule(cfg), seed=cfg.seed + 98, max_steps=cfg.pilot_steps,
+                        should_stop=after_one_step)
         sync(device)
         step_s[g.name] = (time.perf_counter() - t0) / max(1, r["steps_done"])
+        per_model.append(step_s[g.name] / len(g.methods))
     eval_s = {}
     for arch in sorted({g.arch for g in groups}):
         model = fresh_models(arch, 1, device, cfg.seed, _size(cfg))[0]
@@ -320,7 +339,7 @@ def evaluate_cost_probe(model, cfg: YrzscConfig, data: dict, device) -> float:
     divides the elapsed time by them)."""
     from deep.attacks import robust_accuracy
 
-    n = min(cfg.eval_batch, len(data["yt"]))
+    n = min(cfg.eval_batch, 256, len(data["yt"]))   # a small batch over-estimates: conservative
     steps = cfg.attack_steps or YANG_PGD_STEPS
     robust_accuracy(model, data["xt"][:n], data["yt"][:n], YANG_EPS_LINF["mnist"], "inf", "pgd",
                     steps=steps, batch_size=cfg.eval_batch,
