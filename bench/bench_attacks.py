@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 
-from plumbing.cli import OneLineArgumentParser, UsageError, float_range, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, UsageError, add_force_arg, float_range, int_sci, run_main
 from theory.constants import YANG_EPS_LINF, YANG_PGD_STEP_DIVISOR, YANG_PGD_STEPS
 
 PROG = "python -m bench.bench_attacks"
@@ -78,20 +78,25 @@ def _time_pair(fa, fb, sync, repeats: int):
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    ap.add_argument("--batch", type=int_sci(1, "--batch"), default=256)
-    ap.add_argument("--repeats", type=int_sci(1, "--repeats"), default=5)
+    ap.add_argument("--batch", type=int_sci(1, "--batch"), default=256, help="batch size")
+    ap.add_argument("--repeats", type=int_sci(1, "--repeats"), default=5, help="timed repetitions")
     ap.add_argument("--eps", type=float_range(0.0, 1.0, low_open=True, name="--eps"),
-                    default=YANG_EPS_LINF["mnist"])
+                    default=YANG_EPS_LINF["mnist"], help="l-inf radius of the attacks")
     ap.add_argument("--threads", type=int_sci(1, "--threads"), default=None,
                     help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
     ap.add_argument("--atol", type=float_range(0.0, 1.0, name="--atol"), default=1e-6,
                     help="coordinate tolerance of the agreement check (default 1e-6)")
     ap.add_argument("--max-differing", type=float_range(0.0, 1.0, name="--max-differing"),
                     default=1e-3, help="largest fraction of coordinates allowed to differ by more "
                     "than --atol (default 1e-3)")
-    ap.add_argument("--out", default=None, help="optional JSON file for the measurement")
+    ap.add_argument("--out", default=None, metavar="PATH",
+                    help="JSON file for the measurement (default: not written)")
+    add_force_arg(ap)
     args = ap.parse_args(argv)
+    from plumbing.io import check_output_file
+
+    check_output_file(args.out, "--out", force=args.force)
 
     import torch
 

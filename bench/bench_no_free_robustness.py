@@ -119,13 +119,17 @@ def numpy_trial(cfg, t: int) -> dict:
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__)
-    ap.add_argument("--n", type=int_sci(1, "--n"), default=10_000)
-    ap.add_argument("--trials", type=int_sci(1, "--trials"), default=20)
-    ap.add_argument("--test-size", type=int_sci(1, "--test-size"), default=2000)
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
+    ap.add_argument("--n", type=int_sci(1, "--n"), default=10_000, help="training-set size")
+    ap.add_argument("--trials", type=int_sci(1, "--trials"), default=20, help="trials per repetition")
+    ap.add_argument("--test-size", type=int_sci(1, "--test-size"), default=2000, help="test points per trial")
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
     ap.add_argument("--repeat", type=int_sci(1, "--repeat"), default=3,
                     help="timed repetitions of our side (best is reported)")
     args = ap.parse_args(argv)
+    from plumbing.memory import check_fits, no_free_robustness_bytes
+
+    check_fits(2 * no_free_robustness_bytes(args.n, args.test_size),   # ours and the NumPy reference
+               f"--n {args.n} with --test-size {args.test_size}", "lower --n or --test-size")
     from theory.hypercube_simulation import Thm1Config, _trial_counts
 
     cfg = Thm1Config(n=args.n, trials=args.trials, test_size=args.test_size, seed=args.seed)

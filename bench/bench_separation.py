@@ -1,12 +1,12 @@
 """Benchmark: exact nearest-different-label search (theory.separation) against scikit-learn
 NearestNeighbors(algorithm="brute") and faiss-cpu IndexFlat, on the same queries.
 
-    python -m bench.bench_separation --data-root DIR [--cifar-npz FILE] [--rows mnist-inf,mnist-l2,cifar-inf]
+    python -m bench.bench_separation --data-root DIR [--cifar-root DIR | --cifar-npz FILE] [--rows mnist-inf,mnist-l2,cifar-inf]
         [--n-train N] [--n-query N] [--sk-queries 200] [--faiss-queries 1000]
 
 Rows: ``mnist-inf`` (MNIST test vs train, l-inf), ``mnist-l2`` (the same in l2) and ``cifar-inf``
 (CIFAR-10 test vs train, l-inf; CIFAR-10 here is the JPEG-approximate copy, read from an .npz with
-x_train, y_train, x_test, y_test as uint8 rows, so it is skipped without --cifar-npz). The
+x_train, y_train, x_test, y_test as uint8 rows, or loaded from --cifar-root). The
 baselines have no "different label" filter, so they search one index per label (the references
 of all other labels; 10 indexes) and take the minimum: the same answer. scikit-learn and faiss
 are timed on a subset of the queries (--sk-queries, --faiss-queries) and their time is
@@ -68,10 +68,15 @@ def _data(row, args):
         x, y = load_dataset("mnist", "train", args.data_root)
         xt, yt = load_dataset("mnist", "test", args.data_root)
         name = "MNIST"
-    else:
+    elif args.cifar_npz:
         z = np.load(args.cifar_npz)
         x, y, xt, yt = z["x_train"], z["y_train"], z["x_test"], z["y_test"]
         name = "CIFAR-10, JPEG-approximate"
+    else:
+        from plumbing.datasets import load_dataset_with_fidelity
+        x, y, fid = load_dataset_with_fidelity("cifar10", "train", args.cifar_root)
+        xt, yt, _ = load_dataset_with_fidelity("cifar10", "test", args.cifar_root)
+        name = "CIFAR-10" + (", JPEG-approximate" if fid.approximate else "")
     r = x[: args.n_train].reshape(min(args.n_train, len(x)), -1)
     q = xt[: args.n_query].reshape(min(args.n_query, len(xt)), -1)
     return name, q, yt[: len(q)], r, y[: len(r)]
@@ -112,22 +117,29 @@ def bench_row(row, args) -> None:
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog="python -m bench.bench_separation", description=__doc__)
-    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--data-root", default=None,
+                    help="MNIST folder (default: $ROBUSTGEN_DATA, else ~/.robustgen/data)")
     ap.add_argument("--cifar-npz", default=None,
                     help="CIFAR-10 as .npz (x_train, y_train, x_test, y_test uint8) for the cifar-inf row")
+    ap.add_argument("--cifar-root", default=None,
+                    help="CIFAR-10 folder for the cifar-inf row (official batches or the JPEG copy)")
     ap.add_argument("--rows", default="mnist-inf",
                     help=f"comma-separated rows among {', '.join(ROWS)}")
-    ap.add_argument("--n-train", type=int_sci(2, "--n-train"), default=60000)
-    ap.add_argument("--n-query", type=int_sci(1, "--n-query"), default=10000)
-    ap.add_argument("--sk-queries", type=int_sci(1, "--sk-queries"), default=200)
-    ap.add_argument("--faiss-queries", type=int_sci(1, "--faiss-queries"), default=1000)
+    ap.add_argument("--n-train", type=int_sci(2, "--n-train"), default=60000,
+                    help="first N training images as references")
+    ap.add_argument("--n-query", type=int_sci(1, "--n-query"), default=10000,
+                    help="first N test images as queries")
+    ap.add_argument("--sk-queries", type=int_sci(1, "--sk-queries"), default=200,
+                    help="queries timed with scikit-learn (extrapolated)")
+    ap.add_argument("--faiss-queries", type=int_sci(1, "--faiss-queries"), default=1000,
+                    help="queries timed with faiss (extrapolated)")
     args = ap.parse_args(argv)
     rows = [s.strip() for s in args.rows.split(",") if s.strip()]
     bad = [s for s in rows if s not in ROWS]
     if bad or not rows:
         raise UsageError(f"--rows must be a comma-separated list of {', '.join(ROWS)}; got {args.rows!r}")
-    if "cifar-inf" in rows and not args.cifar_npz:
-        raise UsageError("--rows cifar-inf needs --cifar-npz FILE")
+    if "cifar-inf" in rows and not (args.cifar_npz or args.cifar_root):
+        raise UsageError("--rows cifar-inf needs --cifar-root DIR or --cifar-npz FILE")
     for row in rows:
         bench_row(row, args)
     return 0

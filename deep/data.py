@@ -3,13 +3,20 @@
 Images come back as float32 (N, C, H, W) in [0, 1] and labels as int64, on the CPU; callers move
 them to their device. Mean subtraction is *not* applied here: models carry it as their first,
 1-Lipschitz layer, so attacks and certificates work in the [0, 1] input space.
+
+Fidelity: every load records whether the data matched the official checksums and whether it is
+approximate (for example CIFAR-10 from the JPEG copy); the first load of a dataset prints one line
+saying so, and :func:`loaded_fidelity_json` / :func:`data_fidelity` give the fields every result
+JSON of the network experiments carries (``checksum_match``, ``approximate``,
+``approximate_reason``).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from plumbing.datasets import load_dataset
+from plumbing.datasets import load_dataset_with_fidelity
+from plumbing.fidelity import Fidelity, combine
 from plumbing.validation import check_int
 
 
@@ -48,8 +55,41 @@ def load_tensors(name: str, split: str = "train", root=None, *, subset: int | No
                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(images float32 (N, C, H, W) in [0, 1], labels int64) of a dataset split, optionally a
     class-balanced subset of size ``subset`` drawn with ``seed``."""
-    images, labels = load_dataset(name, split, root)
+    images, labels, fid = load_dataset_with_fidelity(name, split, root)
+    _record(name, root, split, fid)
     if subset is not None:
         idx = balanced_subset(labels, subset, seed)
         images, labels = images[idx], labels[idx]
     return to_tensor_images(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+# ---- fidelity of what this process loaded ------------------------------------------------------
+
+_FIDELITY: dict = {}
+
+
+def _record(name: str, root, split: str, fid: Fidelity) -> None:
+    key = (name, str(root))
+    first = not any(k[:2] == key for k in _FIDELITY)
+    _FIDELITY[key + (split,)] = fid
+    if first:
+        print(fid.line(), flush=True)
+
+
+def data_fidelity(name: str, root=None) -> Fidelity:
+    """Fidelity of ``name`` at ``root`` (both splits), from this process's loads when there were
+    any, else checked now (cheap once the data is cached)."""
+    key = (name, str(root))
+    for split in ("train", "test"):
+        if key + (split,) not in _FIDELITY:
+            _, _, fid = load_dataset_with_fidelity(name, split, root)
+            _FIDELITY[key + (split,)] = fid
+    return combine(_FIDELITY[key + ("train",)], _FIDELITY[key + ("test",)])
+
+
+def loaded_fidelity_json() -> dict:
+    """The fidelity fields for a result JSON, combined over every dataset split this process has
+    loaded through :func:`load_tensors` ({} when none was loaded)."""
+    if not _FIDELITY:
+        return {}
+    return combine(*_FIDELITY.values()).as_json()

@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 
 from theory.constants import BATCH_SIZE, SGD_MOMENTUM
-from plumbing.io import atomic_write_bytes, atomic_write_json
+from plumbing.io import atomic_write_bytes, atomic_write_json, load_checkpoint
 from plumbing.progress import progress
 from plumbing.validation import check_choice, check_float, check_int
 
@@ -163,7 +163,8 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = load_checkpoint(ckpt, map_location=device,
+                                required=("config", "model", "optimizer", "scheduler", "history", "epoch"))
         if state.get("config") != asdict(cfg):
             raise ValueError(f"checkpoint {ckpt} was written with a different configuration; "
                              f"delete it or use another --out")

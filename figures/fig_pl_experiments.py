@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from figures.data_title import data_title
 from figures.registry import figure, save_png
 from paper_checks.registry import load_result
 
@@ -56,7 +57,57 @@ def make_scaling_mnist_cpu(out_dir: Path) -> Path:
 @figure("pl_scaling_law_cifar10", "Accuracy and CRA vs CIFAR-10 training-set size", paper_ref="Fig. 1")
 def make_scaling_cifar(out_dir: Path) -> Path:
     s = load_result("scaling_law_cifar10.json")
-    return save_png(_scaling_plot(s, "CIFAR-10 robust scaling law (fixed compute)"), out_dir, "pl_scaling_law_cifar10")
+    return save_png(_scaling_plot(s, f"{data_title(s, 'cifar10')} robust scaling law (fixed compute)"),
+                    out_dir, "pl_scaling_law_cifar10")
+
+
+@figure("pl_scaling_law_cifar10_cpu_reduced", "Accuracy and CRA vs CIFAR-10 training-set size, "
+        "reduced CPU run", paper_ref="Fig. 1 (reduced)")
+def make_scaling_cifar_cpu(out_dir: Path) -> Path:
+    s = load_result("scaling_law_cifar10_cpu_reduced.json")
+    title = f"{data_title(s, 'cifar10')}, REDUCED CPU configuration (not the paper's scale)"
+    return save_png(_scaling_plot(s, title), out_dir, "pl_scaling_law_cifar10_cpu_reduced")
+
+
+def _pca_plot(summary: dict, title: str):
+    """Table 1 as grouped bars: per PC subset, train/test accuracy of each model and test CRA."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    subsets = list(dict.fromkeys(r["subset"] for r in summary["runs"]))
+    models = sorted({r["model"] for r in summary["runs"]})
+    cols = [(m, k) for m in models for k in ("train_acc", "test_acc", "test_cra_36")
+            if any(r["model"] == m and r.get(k) is not None for r in summary["runs"])]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(len(cols), 1)
+    x = np.arange(len(subsets))
+    for j, (m, k) in enumerate(cols):
+        vals = []
+        for sub in subsets:
+            r = next((r for r in summary["runs"] if r["subset"] == sub and r["model"] == m), None)
+            vals.append(np.nan if r is None or r.get(k) is None else r[k])
+        ax.bar(x + (j - (len(cols) - 1) / 2) * width, vals, width,
+               label=f"{MODEL_LABELS.get(m, m)} {k.replace('_36', ' 36/255').replace('_', ' ')}")
+    var = {r["subset"]: r["variance_explained"] for r in summary["runs"]}
+    ax.set_xticks(x, [f"PCs {s}\nvar. {var[s]:.3f}" for s in subsets], fontsize=8)
+    ax.set_ylabel("accuracy / CRA")
+    ax.set_ylim(0, 1.0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@figure("pl_pca_features_cifar10_cpu_reduced", "Training on principal-component ranges of CIFAR-10, "
+        "reduced CPU run", paper_ref="Table 1 (reduced)")
+def make_pca_cifar_cpu(out_dir: Path) -> Path:
+    s = load_result("pca_features_cifar10_cpu_reduced.json")
+    n = sorted({r["train_size"] for r in s["runs"]})
+    e = sorted({r["epochs"] for r in s["runs"]})
+    title = (f"{data_title(s, 'cifar10')}, REDUCED CPU run (train size {', '.join(map(str, n))}, "
+             f"{', '.join(map(str, e))} epochs; not the paper's scale)")
+    return save_png(_pca_plot(s, title), out_dir, "pl_pca_features_cifar10_cpu_reduced")
 
 
 def _overfit_plot(summary: dict, title: str):
@@ -89,7 +140,7 @@ def make_overfit_mnist(out_dir: Path) -> Path:
         paper_ref="Fig. 2")
 def make_overfit_cifar(out_dir: Path) -> Path:
     s = load_result("robust_overfitting_cifar10.json")
-    return save_png(_overfit_plot(s, "CIFAR-10"), out_dir, "pl_robust_overfitting_cifar10")
+    return save_png(_overfit_plot(s, data_title(s, "cifar10")), out_dir, "pl_robust_overfitting_cifar10")
 
 
 @figure("pl_robust_overfitting_mnist_cpu_small",

@@ -25,12 +25,20 @@ def make(out_dir: Path) -> Path:
     gx, gy = np.meshgrid(g, g)
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
     f = binary_function(grid, x[lab == 1], x[lab == 0], r, "2").reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = plt.subplots(figsize=(6, 5.2), constrained_layout=True)
     v = np.quantile(np.abs(f), 0.95)
     im = ax.pcolormesh(gx, gy, f, cmap="RdBu", vmin=-v, vmax=v, shading="auto")
-    ax.scatter(*x[lab == 1].T, s=4, c="navy", label="positive")
-    ax.scatter(*x[lab == 0].T, s=4, c="darkred", label="negative")
-    ax.set_title(f"f(x) = (d(x,X-) - d(x,X+)) / 2r, r = {r:.3f} (l2)")
-    fig.colorbar(im, ax=ax)
-    ax.legend(loc="lower right", fontsize=7)
+    # markers that stay visible on every shade of the red-blue background: white circles and
+    # black triangles, each with an edge of the opposite colour
+    ax.scatter(*x[lab == 1].T, s=14, marker="o", facecolor="white", edgecolor="black", linewidth=0.6,
+               label="positive class (X+)")
+    ax.scatter(*x[lab == 0].T, s=16, marker="^", facecolor="black", edgecolor="white", linewidth=0.5,
+               label="negative class (X-)")
+    ax.set_title(f"YRZSC Thm 4.4 distance function on the spiral, r = {r:.3f} (l2)")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.set_aspect("equal")
+    cb = fig.colorbar(im, ax=ax, shrink=0.9)
+    cb.set_label("f(x) = (d(x, X-) - d(x, X+)) / (2r)   (> 0: predicted positive)")
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     return save_png(fig, out_dir, "spiral_distance_function")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from figures.data_title import data_title
 from figures.registry import figure, save_png
 from paper_checks.registry import RESULTS_DIR, NeedsData
 from plumbing.io import read_json
@@ -43,7 +44,8 @@ def make(out_dir: Path) -> Path:
         ax.set_xscale("log")
         ax.set_xlabel("test local Lipschitz constant, Eq. (3) (log scale)")
         ax.set_ylabel(f"adversarial test accuracy (%), {t['config'].get('attack', 'pgd').upper()}")
-        ax.set_title(f"MNIST CNN1, eps={t['config'].get('eps')}: {what}", fontsize=9)
+        ax.set_title(f"{data_title(t, t['config'].get('dataset', 'mnist'))} CNN1, "
+                     f"eps={t['config'].get('eps')}: {what}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.margins(0.15)
     labels = [f"{what}: {t['label']}" for what, t in tables if t.get("label")]

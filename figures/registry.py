@@ -3,7 +3,8 @@
 
 A figure function computes its data with our code (small, fast settings) or reads committed JSON
 under ``results/``; if a needed result is missing it raises ``paper_checks.NeedsData`` and the
-figure is reported as skipped, never faked.
+figure is reported as skipped, never faked. A figure that fails (e.g. a corrupt result file) is
+reported as FAILED with the reason and the other figures are still written.
 """
 from __future__ import annotations
 
@@ -50,7 +51,14 @@ def figures() -> list[FigureSpec]:
 
 
 def render(out_dir: str | Path, only: list[str] | None = None) -> list[tuple[str, str, str]]:
-    """Render the figures; returns (name, status, path-or-reason) per figure."""
+    """Render the figures; returns (name, status, path-or-reason) per figure, status one of
+    ``written``, ``skipped`` (a needed result is missing) or ``FAILED`` (any other error: the
+    reason names it, and the remaining figures are still rendered)."""
+    return list(iter_render(out_dir, only))
+
+
+def iter_render(out_dir: str | Path, only: list[str] | None = None):
+    """:func:`render`, yielding each figure's row as soon as it is done."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,14 +73,18 @@ def render(out_dir: str | Path, only: list[str] | None = None) -> list[tuple[str
         if unknown:
             raise ValueError(f"unknown figure(s): {', '.join(unknown)}; see `python -m figures --list`")
         specs = [f for f in specs if f.name in only]
-    rows = []
     for spec in specs:
         try:
             path = spec.make(out)
-            rows.append((spec.name, "written", str(path)))
+            yield (spec.name, "written", str(path))
         except NeedsData as exc:
-            rows.append((spec.name, "skipped", str(exc)))
-    return rows
+            yield (spec.name, "skipped", str(exc))
+        except Exception as exc:  # noqa: BLE001 - one broken figure must not stop the others
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            yield (spec.name, "FAILED", f"{type(exc).__name__}: {reason}")
 
 
 def save_png(fig, out_dir: Path, name: str) -> Path:

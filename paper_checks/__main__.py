@@ -1,4 +1,4 @@
-"""``python -m paper_checks [--slow] [--only ID[,ID]] [--json PATH] [--list]``
+"""``python -m paper_checks [--slow] [--only ID[,ID]] [--data-root DIR] [--json PATH [--force]] [--list]``
 
 Prints claim | kind | claimed | measured | verdict for every registered claim of the two papers
 (fast ones by default): first the reproductions (measured numbers that could disagree with the
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from plumbing.cli import OneLineArgumentParser, csv_list, run_main
-from plumbing.io import atomic_write_json, provenance
+from plumbing.cli import OneLineArgumentParser, UsageError, add_force_arg, csv_list, run_main
+from plumbing.io import atomic_write_json, check_output_file, provenance
 
 from .registry import KINDS, claims, run_claims, summarise, summary_line
 
@@ -66,10 +66,23 @@ def _check_output_path(path: str) -> None:
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog="python -m paper_checks", description=__doc__)
     ap.add_argument("--slow", action="store_true", help="also run slow and gpu-class claims")
-    ap.add_argument("--only", type=csv_list(str, "--only"), help="comma-separated claim ids")
-    ap.add_argument("--json", metavar="PATH", help="write all rows as JSON")
+    ap.add_argument("--only", type=csv_list(str, "--only"),
+                    help="comma-separated claim ids (default: all fast claims, with --slow all)")
+    ap.add_argument("--data-root", metavar="DIR", default=None,
+                    help="data folder for the claims that load datasets (default: $ROBUSTGEN_DATA, "
+                         "else ~/.robustgen/data)")
+    ap.add_argument("--json", metavar="PATH", help="write all rows as JSON (default: not written)")
+    add_force_arg(ap)
     ap.add_argument("--list", action="store_true", help="list the registered claims and exit")
     args = ap.parse_args(argv)
+    check_output_file(args.json, "--json", force=args.force)
+    if args.data_root is not None:
+        import os
+        from pathlib import Path
+
+        if not Path(args.data_root).expanduser().is_dir():
+            raise UsageError(f"--data-root {args.data_root}: no such folder")
+        os.environ["ROBUSTGEN_DATA"] = str(Path(args.data_root).expanduser().resolve())
     if args.list:
         for c in claims():
             print(f"{c.id:40s} {c.kind:12s} {c.cost:5s} {c.paper:6s} {c.location:14s} {c.claim}")

@@ -1,8 +1,11 @@
 """Command-line plumbing shared by every ``python -m`` entry point.
 
-Contract (developers' guide, Standards): bad input exits with status 2 and prints exactly one line
-saying what is wrong (no usage dump, no traceback). Library errors (ValueError, TypeError,
+Contract (project standards): bad input exits with status 2 and prints exactly one line saying
+what is wrong (no usage dump, no traceback). Library errors (ValueError, TypeError,
 FileNotFoundError) raised while validating or loading are turned into that one line too.
+
+Every option shows its help text and default in ``--help`` (:class:`HelpFormatter`); the usage
+examples of a module docstring keep their line breaks.
 """
 from __future__ import annotations
 
@@ -16,8 +19,30 @@ class UsageError(Exception):
     """Raised by a command for bad input; reported as one line with exit status 2."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and epilog's line breaks (usage examples stay on their own lines)
+    and appends "(default: X)" to every option's help unless the text already names its
+    default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if text == argparse.SUPPRESS:
+            return text
+        if "default" in text.lower() or action.default is argparse.SUPPRESS or action.required:
+            return text
+        if action.option_strings and action.nargs != 0 and action.default is None:
+            return (text + " " if text else "") + "(default: not set)"
+        if action.option_strings and action.nargs != 0:
+            return (text + " " if text else "") + "(default: %(default)s)"
+        return text
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse that reports errors as a single line and exits 2."""
+    """argparse that reports errors as a single line and exits 2, with :class:`HelpFormatter`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -29,32 +54,61 @@ def die(message: str, prog: str | None = None) -> None:
     raise SystemExit(2)
 
 
-def run_main(main: Callable[[Sequence[str] | None], int | None], argv=None, prog: str | None = None) -> int:
-    """Run ``main(argv)`` and turn input errors into one line on stderr plus exit status 2."""
+RESUME_MESSAGE = "interrupted; rerun the same command to resume from the last checkpoint"
+NO_RESUME_MESSAGE = ("interrupted; this command keeps no checkpoint: rerun it to start again "
+                     "(files it finished writing are complete)")
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv=None, prog: str | None = None,
+             *, resumable: bool | str | None = None) -> int:
+    """Run ``main(argv)`` and turn input errors into one line on stderr plus exit status 2.
+
+    ``resumable`` picks the line printed on Ctrl-C (exit 130): True for commands that checkpoint
+    and resume, False for those that do not, or a message of the command's own. None (default):
+    the ``RESUMABLE`` attribute of the module defining ``main`` (so ``python -m`` aliases agree
+    with the module they run), else False."""
+    if resumable is None:
+        resumable = getattr(sys.modules.get(getattr(main, "__module__", ""), None), "RESUMABLE", False)
     try:
         rc = main(argv)
-    except (UsageError, ValueError, TypeError, FileNotFoundError) as exc:
+    except (UsageError, ValueError, TypeError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
         die(str(exc) or type(exc).__name__, prog)
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # the exit below is not interrupted again
+        msg = resumable if isinstance(resumable, str) else (
+            RESUME_MESSAGE if resumable else NO_RESUME_MESSAGE)
+        print(msg, file=sys.stderr)
         raise SystemExit(130)
     return 0 if rc is None else int(rc)
 
 
+TINY_BANNER = "TINY smoke run: numbers are not results"
+
+
+def add_force_arg(ap: argparse.ArgumentParser) -> None:
+    """``--force``: allow replacing an existing result file (refused otherwise, before any work)."""
+    ap.add_argument("--force", action="store_true",
+                    help="replace an existing output file (default: refuse, so a finished result "
+                         "is never overwritten by accident)")
+
+
 # ---- argparse "type=" helpers: each raises ArgumentTypeError with the allowed range ---------
 
-def int_sci(min_value: int = 1, name: str = "value") -> Callable[[str], int]:
-    """Integer that may be written in scientific notation ("1e4"), at least ``min_value``."""
+def int_sci(min_value: int = 1, name: str = "value", max_value: int | None = None) -> Callable[[str], int]:
+    """Integer that may be written in scientific notation ("1e4"), in [min_value, max_value]."""
+    rng = f">= {min_value}" if max_value is None else f"in [{min_value}, {max_value}]"
 
     def parse(text: str) -> int:
         try:
             val = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= {min_value} "
+            raise argparse.ArgumentTypeError(f"{name} must be an integer {rng} "
                                              f"(scientific notation allowed), got {text!r}") from None
-        if not math.isfinite(val) or val != int(val) or val < min_value:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= {min_value}, got {text!r}")
+        if (not math.isfinite(val) or val != int(val) or val < min_value
+                or (max_value is not None and val > max_value)):
+            raise argparse.ArgumentTypeError(f"{name} must be an integer {rng}, got {text!r}")
         return int(val)
 
     return parse

@@ -1,5 +1,6 @@
-"""Atomic result files and provenance (developers' guide: "writes results atomically",
-"JSON results ... each with its provenance")."""
+"""Atomic result files, provenance, up-front checks of output paths, and loaders that name a
+corrupt file (project standards: results are written atomically, never silently overwritten or
+lost; a corrupt file is named together with what to do about it)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -67,9 +68,150 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_json(path: str | os.PathLike):
-    with open(path, "r", encoding="utf-8") as fh:
-        return json.load(fh)
+class CorruptFileError(ValueError):
+    """A file exists but cannot be read as what it should be; the message names the file."""
+
+
+def read_json(path: str | os.PathLike, *, remedy: str = "delete it to recompute it, or restore it "
+                                                         "from version control"):
+    """Parse the JSON file ``path``; a truncated or garbage file raises :class:`CorruptFileError`
+    naming the file and ``remedy`` (never a bare JSONDecodeError)."""
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            return json.load(fh)
+    except UnicodeDecodeError:
+        raise CorruptFileError(f"{path} is corrupt: not a JSON text file (not UTF-8); {remedy}") from None
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"{path} is corrupt: not valid JSON ({exc.msg} at line {exc.lineno}, "
+                               f"column {exc.colno}; truncated?); {remedy}") from None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location=None, required=()) -> dict:
+    """``torch.load`` of a training checkpoint written by this project; a truncated or garbage
+    file, or one without the ``required`` keys, raises :class:`CorruptFileError` naming it
+    ("delete it to restart the run from scratch") instead of a torch traceback."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    remedy = "delete it to restart that run from scratch"
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptFileError(f"checkpoint {path} is unreadable ({first[:120]}); {remedy}") from None
+    if not isinstance(state, dict):
+        raise CorruptFileError(f"checkpoint {path} does not hold a training state "
+                               f"(got {type(state).__name__}); {remedy}")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CorruptFileError(f"checkpoint {path} lacks {', '.join(missing)}; {remedy}")
+    return state
+
+
+def load_npz(path: str | os.PathLike) -> dict:
+    """All arrays of the ``.npz`` file ``path`` as a dict, loaded with ``allow_pickle=False``
+    (object arrays are refused, never unpickled). A file that is not a valid ``.npz`` raises
+    :class:`CorruptFileError` naming it."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise CorruptFileError(f"not a valid .npz file: {path} (it holds a single .npy "
+                                       f"array, not named arrays)")
+            return {k: z[k] for k in z.files}
+    except CorruptFileError:
+        raise
+    except ValueError as exc:
+        if "object arrays" in str(exc).lower():
+            raise CorruptFileError(f"not a valid .npz file: {path} (it holds object arrays; only "
+                                   f"numeric arrays are read)") from None
+        if "pickle" in str(exc).lower():  # numpy's guess for a file that is not a zip archive
+            raise CorruptFileError(f"not a valid .npz file: {path} (not a zip archive of "
+                                   f"numeric .npy arrays)") from None
+        raise CorruptFileError(f"not a valid .npz file: {path} ({exc})") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CorruptFileError(f"not a valid .npz file: {path} ({type(exc).__name__})") from None
+
+
+# ---- output paths, checked before any computing ------------------------------------------------
+
+class OutputPathError(ValueError):
+    """An output option names a path that cannot be written; the message names the option."""
+
+
+def _first_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and not p.is_symlink():
+        if p.parent == p:
+            break
+        p = p.parent
+    return p
+
+
+def _check_writable_folder(folder: Path, option: str, path: Path) -> None:
+    """``folder`` (the nearest existing ancestor of ``path``) must be a folder we can create
+    files in; tried for real with a temporary file (permission bits lie for root and for
+    read-only file systems)."""
+    if not folder.is_dir():
+        raise OutputPathError(f"{option} {path}: {folder} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".robustgen-write-test.", dir=folder)
+    except OSError as exc:
+        raise OutputPathError(f"{option} {path}: cannot write in {folder} "
+                              f"({exc.strerror or type(exc).__name__})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output_file(path: str | os.PathLike | None, option: str, *, force: bool = False,
+                      existing: str = "refuse") -> Path | None:
+    """Check, before any computing, that the file option ``option`` (e.g. ``"--json"``) can be
+    written at ``path``: not a folder, not below a file, its folder creatable and writable.
+    None passes through (option not given).
+
+    An existing file: ``existing="refuse"`` (result files) raises unless ``force`` (the command's
+    ``--force``), so a finished result is never replaced by accident; ``existing="replace"``
+    (files derived from kept results, e.g. figures or a summary rebuilt from per-run files)
+    allows it. Nothing is created here. Returns the path."""
+    if path is None:
+        return None
+    if existing not in ("refuse", "replace"):
+        raise ValueError(f"existing must be 'refuse' or 'replace', got {existing!r}")
+    p = Path(path).expanduser()
+    if str(path).strip() == "" or p.is_dir() or str(path).endswith(("/", os.sep)):
+        shown = str(path) if str(path).strip() else repr(str(path))
+        raise OutputPathError(f"{option} {shown}: is a directory (folder); give a file name")
+    if p.exists() and not p.is_file():
+        raise OutputPathError(f"{option} {path}: exists and is not a regular file")
+    _check_writable_folder(_first_existing(p.parent), option, p)
+    if p.is_file() and existing == "refuse" and not force:
+        raise OutputPathError(f"{option} {path} already exists; pass --force to replace it, or "
+                              f"choose another path")
+    return p
+
+
+def check_output_dir(path: str | os.PathLike | None, option: str) -> Path | None:
+    """Check, before any computing, that the folder option ``option`` (e.g. ``"--out"``) can be
+    used: not an existing file, not below a file, creatable and writable. Existing files inside
+    are the command's business (the network experiments skip finished runs and resume
+    interrupted ones). Nothing is created here. Returns the path (None passes through)."""
+    if path is None:
+        return None
+    if str(path).strip() == "":
+        raise OutputPathError(f"{option} '': give a folder name")
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise OutputPathError(f"{option} {path}: is a file, not a folder")
+    _check_writable_folder(_first_existing(p), option, p)
+    return p
 
 
 def git_commit() -> str | None:

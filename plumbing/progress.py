@@ -1,4 +1,4 @@
-"""Progress bars: tqdm when stderr is a terminal, silent otherwise (developers' guide)."""
+"""Progress bars: tqdm when stderr is a terminal, silent otherwise (project standards: long work shows progress)."""
 from __future__ import annotations
 
 import sys

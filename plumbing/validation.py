@@ -1,5 +1,5 @@
 """Argument checks shared by every library function: bad input raises ValueError/TypeError that
-names the parameter and the allowed range (developers' guide, Standards)."""
+names the parameter and the allowed range (project standards)."""
 from __future__ import annotations
 
 import math

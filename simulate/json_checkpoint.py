@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from plumbing.io import atomic_write_json, read_json
+from plumbing.io import CorruptFileError, atomic_write_json, read_json
 
 
 class Checkpoint:
@@ -18,10 +18,11 @@ class Checkpoint:
         self.fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.rows: dict = {}
         if path is not None and path.is_file():
-            try:
-                data = read_json(path)
-            except (OSError, ValueError):
-                data = {}
+            # a corrupt file is named (never silently dropped and overwritten)
+            remedy = "delete it to recompute its rows"
+            data = read_json(path, remedy=remedy)
+            if not isinstance(data, dict) or not isinstance(data.get("rows", {}), dict):
+                raise CorruptFileError(f"checkpoint {path} does not hold checkpoint rows; {remedy}")
             if data.get("fingerprint") == self.fingerprint:
                 self.rows = data.get("rows", {})
 

@@ -14,11 +14,12 @@ a factor 2: the grid halves) and how many times smaller it is than 37⌈1/δ⌉^
 the exact uniform coverage (bisection, exact).
 
     python -m simulate.nn_covering [--d 1,2,3,4] [--delta 0.2,0.1] [--trials 5] [--seed 0]
-                                    [--json results/nn_covering.json]
+                                    [--json results/nn_covering.json [--force]]
 
 Resumable: each finished row is saved in the folder --checkpoint (default: <json>.ckpt) and reused
 by a rerun with the same settings; --engine ray runs the rows as parallel Ray tasks. Same seed,
-same numbers on either engine (each row has its own seed derived from (seed, d, δ, n)).
+same numbers on either engine (each row has its own seed derived from (seed, d, δ, n)). An
+existing --json is refused unless --force.
 """
 from __future__ import annotations
 
@@ -32,13 +33,17 @@ import numpy as np
 
 from theory.box_covering import (bound_sample_size, coverage_bound, n_boxes, simulate_theorem2,
                                  theorem2_sample_size, uniform_coverage_exact, uniform_n_for_coverage)
-from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, int_sci, run_main
+from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_list, float_range, int_sci,
+                           run_main)
+from plumbing.memory import check_fits, nn_covering_bytes
 from theory.constants import THM2_SAMPLE_FACTOR, THM2_TARGET_ROBUST_ACC
-from plumbing.io import atomic_write_json, provenance
+from plumbing.io import atomic_write_json, check_output_dir, check_output_file, provenance
 from plumbing.sweep import add_engine_args, check_engine_args, run_sweep
 from simulate.sweeps import THM2, Thm2Config
 from theory.robust_distributions import GridRobustDistribution, uniform_cube
 
+RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
+             "--json or --checkpoint)")
 PROG = "python -m simulate.nn_covering"
 
 
@@ -49,7 +54,10 @@ def row_seed(seed: int, *parts) -> int:
 
 
 def size_grid(d: int, delta: float, halvings: int) -> list[int]:
+    """Sizes ceil(top / 2^j), j = 0..halvings; halvings past log2(top) only repeat size 1, so
+    they are not enumerated (a huge --halvings returns at once)."""
     top = theorem2_sample_size(d, delta)
+    halvings = min(int(halvings), int(top).bit_length())
     return sorted({max(1, math.ceil(top / 2 ** j)) for j in range(halvings + 1)})
 
 
@@ -100,28 +108,35 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=int_sci(1, "--n-test"), default=500, help="test points per trial")
     ap.add_argument("--halvings", type=int_sci(0, "--halvings"), default=10,
                     help="sizes 37*ceil(1/delta)^d / 2^j for j = 0..halvings")
-    ap.add_argument("--distribution", choices=("grid", "uniform"), default="grid")
+    ap.add_argument("--distribution", choices=("grid", "uniform"), default="grid",
+                    help="grid: random-label grid cells with the delta band removed; uniform: the "
+                         "one-class special case")
     ap.add_argument("--cells", type=int_sci(0, "--cells"), default=0,
                     help="grid cells per axis (needs delta < 1/(2*cells)); 0 = the most allowed, "
                          "ceil(1/(2 delta)) - 1 (at least 1)")
-    ap.add_argument("--classes", type=int_sci(1, "--classes"), default=2)
+    ap.add_argument("--classes", type=int_sci(1, "--classes"), default=2,
+                    help="labels of the grid cells")
     ap.add_argument("--max-n", type=int_sci(1, "--max-n"), default=40_000,
                     help="skip (d, delta) whose Theorem 2 size 37*ceil(1/delta)^d exceeds this")
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
     ap.add_argument("--exact", action="store_true",
                     help="also print, on the same sets, the l2-metric 1-NN's certified (lower bound) "
                          "and EXACT robust accuracy at l-inf radius delta/2 (theory.nn_exact, one LP "
                          "per candidate region; slow for large n: use a smaller --n-test)")
-    ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON")
+    ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON (default: not written)")
     ap.add_argument("--checkpoint", metavar="PATH",
-                    help="checkpoint folder, one JSON per finished row (default <json>.ckpt)")
+                    help="checkpoint folder, one JSON per finished row (default <json>.ckpt; none "
+                         "without --json)")
+    add_force_arg(ap)
     add_engine_args(ap)
     args = ap.parse_args(argv)
+    check_output_file(args.json, "--json", force=args.force)
+    check_output_dir(args.checkpoint, "--checkpoint")
     engine = check_engine_args(args)
 
     t0 = time.perf_counter()
     settings = {k: v for k, v in vars(args).items()
-                if k not in ("json", "checkpoint", "max_n", "engine", "address", "workers")}
+                if k not in ("json", "checkpoint", "max_n", "engine", "address", "workers", "force")}
     ckpt_path = Path(args.checkpoint) if args.checkpoint else (Path(args.json + ".ckpt") if args.json else None)
     if ckpt_path is not None and ckpt_path.is_file():
         raise UsageError(f"checkpoint {ckpt_path} is a file from an older version; the checkpoint "
@@ -136,6 +151,13 @@ def main(argv=None) -> int:
                                 "reason": f"37*ceil(1/delta)^d > --max-n {args.max_n}"})
                 continue
             combos.append((d, delta, dist))
+    if combos:
+        d_big, delta_big, _ = max(combos, key=lambda c: nn_covering_bytes(
+            theorem2_sample_size(c[0], c[1]), args.n_test, c[0], args.classes))
+        check_fits(nn_covering_bytes(theorem2_sample_size(d_big, delta_big), args.n_test, d_big,
+                                     args.classes),
+                   f"--n-test {args.n_test} at d={d_big}, delta={delta_big:g} "
+                   f"(n={theorem2_sample_size(d_big, delta_big)})", "lower --n-test or --max-n")
     for s in skipped:
         print(f"{PROG}: note: skipping d={s['d']} delta={s['delta']} (n_thm2={s['n_thm2']} > "
               f"--max-n {args.max_n})", file=sys.stderr)

@@ -14,10 +14,13 @@ cube centre, where p(r) = c r^{d*} holds exactly (c = unit-ball volume): the Mon
 the centre's nearest-neighbour distance beside the exact median and the bounds
 (2cn)^{−1/d*} ≤ r* ≤ (cn)^{−1/d*}.
 --dataset mnist: real MNIST train subsets (pixels scaled to [0, 1]) and --queries test images
-(fashion-mnist likewise; cifar10 once a loader is registered in plumbing.datasets).
+(fashion-mnist, cifar10 and imagefolder:<path> likewise; CIFAR-10 from the official python batches
+or from the JPEG image-folder copy, which every output then marks as approximate; see docs/cifar10.md).
 
     python -m simulate.nn_distance_scaling --dataset mnist [--data-root DIR] [--sizes 64,...]
-                                           [--norm 2,angular] [--json PATH]
+                                           [--norm 2,angular] [--json PATH [--force]]
+
+Nothing is written without --json.
 """
 from __future__ import annotations
 
@@ -27,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing.cli import OneLineArgumentParser, csv_list, int_sci, run_main
+from plumbing.cli import OneLineArgumentParser, add_force_arg, csv_list, int_sci, run_main
+from plumbing.datasets import dataset_arg
+from plumbing.memory import check_fits, nn_distance_bytes
 from theory.constants import CIFAR10_INTRINSIC_DIM_REFERENCE
 from theory.intrinsic_dim import levina_bickel_report
-from plumbing.io import atomic_write_json, provenance
+from plumbing.io import atomic_write_json, check_output_file, provenance
 from theory.knn import nearest_neighbor
 from theory.nn_scaling import (centre_median_nn_distance, check_sizes, embedded_uniform, eq26_bounds,
                                exact_median_radius, linear_log_fit, median_quantile_interval,
@@ -39,23 +44,28 @@ from plumbing.progress import progress
 
 from .json_checkpoint import Checkpoint
 
+RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
+             "--json or --checkpoint)")
 PROG = "python -m simulate.nn_distance_scaling"
+
 DATASETS = ("synthetic", "mnist", "fashion-mnist", "cifar10")
 MNIST_SIZES = [2 ** k for k in range(6, 16)]
+IMAGE_FEATURES = {"mnist": 784, "fashion-mnist": 784, "cifar10": 3072}
 SYNTH_SIZES = [2 ** k for k in range(6, 14)]
 
 
 def load_points(args, rng):
-    """(train, queries) float arrays for the chosen dataset."""
+    """(train, queries, Fidelity) for the chosen dataset (float arrays)."""
+    from plumbing.fidelity import Fidelity
+
     if args.dataset == "synthetic":
         basis = random_orthonormal(args.d_star, args.ambient, rng)
         train = embedded_uniform(args.sizes[-1], args.d_star, args.ambient, rng, basis)
         queries = embedded_uniform(args.queries, args.d_star, args.ambient, rng, basis)
-        return train, queries
-    from plumbing.datasets import load_dataset
+        return train, queries, Fidelity("synthetic", "unknown", False, "synthetic data")
+    from plumbing.datasets import load_splits_with_fidelity
 
-    xtr, _ = load_dataset(args.dataset, "train", args.data_root)
-    xte, _ = load_dataset(args.dataset, "test", args.data_root)
+    xtr, _, xte, _, fidelity = load_splits_with_fidelity(args.dataset, args.data_root)
     if args.sizes[-1] > len(xtr):
         raise ValueError(f"--sizes must be <= {len(xtr)} ({args.dataset} training images), "
                          f"got {args.sizes[-1]}")
@@ -65,14 +75,14 @@ def load_points(args, rng):
     q = rng.permutation(len(xte))[:args.queries]
     train = xtr[order].reshape(len(order), -1).astype(np.float32) / 255.0
     queries = xte[q].reshape(len(q), -1).astype(np.float32) / 255.0
-    return train, queries
+    return train, queries, fidelity
 
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", choices=DATASETS, default="synthetic",
-                    help="synthetic, or an image dataset of plumbing.datasets (cifar10 needs a "
-                         "registered loader)")
+    ap.add_argument("--dataset", type=dataset_arg(*DATASETS), default="synthetic", metavar="NAME",
+                    help="synthetic, mnist, fashion-mnist, cifar10, or imagefolder:<path> "
+                         "(default synthetic; CIFAR-10: see docs/cifar10.md)")
     ap.add_argument("--data-root", default=None, help="dataset root (default $ROBUSTGEN_DATA)")
     ap.add_argument("--sizes", type=csv_list(int_sci(1, "--sizes"), "--sizes"), default=None,
                     help="strictly increasing training-set sizes (default 2^6..2^15 for mnist, "
@@ -89,10 +99,14 @@ def main(argv=None) -> int:
                     help="points for the Levina-Bickel estimate (0 = skip)")
     ap.add_argument("--lb-k", type=csv_list(int_sci(2, "--lb-k"), "--lb-k"), default=[10, 20],
                     help="Levina-Bickel k1,k2")
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
-    ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON")
-    ap.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default <json>.ckpt)")
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
+    ap.add_argument("--json", metavar="PATH", help="write rows and summary as JSON (default: not written)")
+    ap.add_argument("--checkpoint", metavar="PATH",
+                    help="checkpoint file (default <json>.ckpt; none without --json)")
+    add_force_arg(ap)
     args = ap.parse_args(argv)
+    check_output_file(args.json, "--json", force=args.force)
+    check_output_file(args.checkpoint, "--checkpoint", existing="replace")
 
     if args.sizes is None:
         args.sizes = list(SYNTH_SIZES if args.dataset == "synthetic" else MNIST_SIZES)
@@ -108,11 +122,20 @@ def main(argv=None) -> int:
         raise ValueError(f"--ambient must be >= --d-star ({args.d_star}), got {args.ambient}")
     if len(args.lb_k) not in (1, 2) or args.lb_k[0] > args.lb_k[-1]:
         raise ValueError("--lb-k must be k1 or k1,k2 with k1 <= k2")
+    synthetic = args.dataset == "synthetic"
+    check_fits(nn_distance_bytes(args.sizes[-1], args.queries,
+                                 args.ambient if synthetic else IMAGE_FEATURES[args.dataset],
+                                 itemsize=8 if synthetic else 4, angular="angular" in args.norm),
+               f"--sizes up to {args.sizes[-1]} with --queries {args.queries}",
+               "lower the largest --sizes or --queries")
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(args.seed)
-    train, queries = load_points(args, rng)
-    settings = {k: v for k, v in vars(args).items() if k not in ("json", "checkpoint", "data_root")}
+    train, queries, fidelity = load_points(args, rng)
+    if args.dataset != "synthetic":
+        print(fidelity.line())
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("json", "checkpoint", "data_root", "force")}
     ckpt_path = Path(args.checkpoint) if args.checkpoint else (Path(args.json + ".ckpt") if args.json else None)
     ckpt = Checkpoint(ckpt_path, settings)
 
@@ -184,7 +207,7 @@ def main(argv=None) -> int:
 
     if args.json:
         atomic_write_json(args.json, {
-            "rows": rows, "summary": summary, "eq26": eq26, "settings": settings,
+            "rows": rows, "summary": summary, "eq26": eq26, "settings": settings, **fidelity.as_json(),
             "provenance": provenance(seed=args.seed, wall_seconds=time.perf_counter() - t0, device="cpu"),
         })
     ckpt.done()

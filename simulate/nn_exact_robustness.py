@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, int_sci, run_main
-from plumbing.io import atomic_write_json, provenance
+from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_list, float_range,
+                           int_sci, run_main)
+from plumbing.io import atomic_write_json, check_output_file, provenance
 from plumbing.progress import progress
 from plumbing.validation import check_choice, check_int, check_norm
 from theory.constants import NN_EXACT_L2_RADII, YANG_EPS_LINF
@@ -45,6 +46,8 @@ from theory.separation import nearest_other_label
 
 from .json_checkpoint import Checkpoint
 
+RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
+             "--json or --checkpoint)")
 PROG = "python -m simulate.nn_exact_robustness"
 DATASETS = ("mnist", "fashion-mnist")
 DEFAULT_EPS = {"inf": [YANG_EPS_LINF["mnist"]], "2": list(NN_EXACT_L2_RADII)}
@@ -224,20 +227,28 @@ def print_report(out: dict) -> None:
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", choices=DATASETS, default="mnist")
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--n-train", type=int_sci(2, "--n-train"), default=2000)
-    ap.add_argument("--n-test", type=int_sci(1, "--n-test"), default=200)
+    ap.add_argument("--dataset", choices=DATASETS, default="mnist", help="image dataset")
+    ap.add_argument("--data-root", default=None,
+                    help="data folder (default: $ROBUSTGEN_DATA, else ~/.robustgen/data)")
+    ap.add_argument("--n-train", type=int_sci(2, "--n-train"), default=2000,
+                    help="training images (seeded subset)")
+    ap.add_argument("--n-test", type=int_sci(1, "--n-test"), default=200,
+                    help="test images (seeded subset)")
     ap.add_argument("--norm", choices=("inf", "2", "both"), default="both",
                     help="perturbation norm (default both)")
     ap.add_argument("--eps", type=csv_list(float_range(0.0, name="--eps"), "--eps"), default=None,
                     help="radii for the chosen --norm (pixels in [0, 1]); default l-inf "
                          f"{DEFAULT_EPS['inf']}, l2 {[round(e, 4) for e in DEFAULT_EPS['2']]}")
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
     ap.add_argument("--batch", type=int_sci(1, "--batch"), default=20, help="queries per checkpoint")
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--json", default=None, metavar="PATH",
+                    help="write the results (with provenance) as JSON (default: not written)")
+    ap.add_argument("--checkpoint", default=None, metavar="PATH",
+                    help="checkpoint file (default <json>.ckpt; none without --json)")
+    add_force_arg(ap)
     args = ap.parse_args(argv)
+    check_output_file(args.json, "--json", force=args.force)
+    check_output_file(args.checkpoint, "--checkpoint", existing="replace")
     norms = ["inf", "2"] if args.norm == "both" else [args.norm]
     eps = {k: list(v) for k, v in DEFAULT_EPS.items()}
     if args.eps is not None:

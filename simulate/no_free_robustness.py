@@ -7,19 +7,23 @@ the proof's attack x_d := 0, the closed form where one exists, and a verdict aga
 1/2 + P(seen)/2 <= 1/2 + n/2^d (a one-sided t-test over trials; one trial gives no verdict).
 --sweep prints robust accuracy against n at a fixed d (default 12), from
 n << 2^(d-1) to n >> 2^(d-1), showing where robust learning starts.
+
+    python -m simulate.no_free_robustness [--n 1e4] [--trials 20] [--json PATH [--force]]
+    python -m simulate.no_free_robustness --sweep [--d 12] [--checkpoint PATH] [--json PATH]
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-from plumbing.cli import (OneLineArgumentParser, UsageError, csv_list, float_range, int_sci,
-                        run_main)
+from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_list, float_range,
+                           int_sci, run_main)
 from plumbing.sweep import add_engine_args, check_engine_args
 from simulate.sweeps import THM1, thm1_sweep_configs, thm1_sweep_result
 
+RESUMABLE = ("interrupted; with --sweep --checkpoint, rerun the same command to resume after the last "
+             "finished n; otherwise nothing was saved: rerun it to start again")
 PROG = "python -m simulate.no_free_robustness"
 SWEEP_DEFAULT_D = 12
 
@@ -39,8 +43,7 @@ def _check_learners(names: list[str]) -> None:
 
 def build_parser() -> OneLineArgumentParser:
     """The argument parser; it imports nothing heavy, so bad input fails fast."""
-    ap = OneLineArgumentParser(prog=PROG, description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineArgumentParser(prog=PROG, description=__doc__)
     ap.add_argument("--n", type=int_sci(1, "--n"), default=None,
                     help="training-set size, integer >= 1, e.g. 1e4 (default 1e4)")
     ap.add_argument("--delta", type=float_range(0.0, 1.0, low_open=True, high_open=True,
@@ -62,14 +65,16 @@ def build_parser() -> OneLineArgumentParser:
     ap.add_argument("--d", type=int_sci(2, "--d"), default=None,
                     help="dimension in [2, 64] (default: ceil(log2 n) + 7; with --sweep: 12)")
     ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0 (default 0)")
-    ap.add_argument("--json", metavar="PATH", help="write the results (with provenance) as JSON")
+    ap.add_argument("--json", metavar="PATH",
+                    help="write the results (with provenance) as JSON (default: not written)")
     ap.add_argument("--sweep", action="store_true",
                     help="robust accuracy against n at a fixed d instead of one n")
     ap.add_argument("--sweep-n", type=csv_list(int_sci(1, "--sweep-n"), "--sweep-n"), default=None,
                     help="n values of the sweep (default: powers of 2 from 2^(d-7) to 2^(d+3))")
     ap.add_argument("--checkpoint", metavar="PATH",
                     help="with --sweep: a folder; each finished n is saved there (one JSON per n) "
-                         "and a rerun resumes from it")
+                         "and a rerun resumes from it (default: none)")
+    add_force_arg(ap)
     add_engine_args(ap)
     return ap
 
@@ -159,6 +164,18 @@ def main(argv=None) -> int:
     if args.checkpoint is not None and Path(args.checkpoint).is_file():
         raise UsageError(f"--checkpoint {args.checkpoint}: must be a folder (one JSON per n), "
                          "not a file")
+    from plumbing.io import check_output_dir, check_output_file
+    from plumbing.memory import check_fits, no_free_robustness_bytes
+
+    check_output_file(args.json, "--json", force=args.force)
+    check_output_dir(args.checkpoint, "--checkpoint")
+    n_max = max(args.sweep_n) if args.sweep and args.sweep_n else (
+        10_000 if args.n is None else args.n)
+    if args.sweep and not args.sweep_n:   # default sweep: up to 2^(d+3)
+        n_max = 2 ** ((SWEEP_DEFAULT_D if args.d is None else args.d) + 3)
+    check_fits(no_free_robustness_bytes(n_max, args.test_size),
+               f"--{'sweep-n' if args.sweep else 'n'} {n_max} with --test-size {args.test_size}",
+               "lower --n or --test-size (trials run one after another and do not add memory)")
     from theory.hypercube_simulation import DEFAULT_LEARNERS, Thm1Config, run_trials
     from plumbing.sweep import run_sweep
     from plumbing.io import atomic_write_json, provenance

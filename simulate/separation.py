@@ -2,7 +2,7 @@
 YRZSC Section 3 / Appendix C.
 
     python -m simulate.separation --dataset mnist --data-root DIR --norm inf [--random-labels SEED]
-        [--drop-conflicts] [--json PATH] [--hist PNG]
+        [--drop-conflicts] [--json PATH] [--hist PNG] [--force]
 
 Prints min and mean train-train and test-train nearest-different-label distances (pixel units
 [0, 1] for image datasets) with the index pairs achieving the minima, and a report of exact
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing.cli import OneLineArgumentParser, UsageError, run_main
-from plumbing.datasets import load_dataset
-from plumbing.io import atomic_write_json, provenance
+from plumbing.cli import OneLineArgumentParser, UsageError, add_force_arg, run_main
+from plumbing.datasets import dataset_arg, load_splits_with_fidelity
+from plumbing.fidelity import display_name, unknown
+from plumbing.io import atomic_write_json, check_output_file, load_npz, provenance
 from plumbing.sweep import add_engine_args, check_engine_args
 from simulate.sweeps import separation_row_sharded
 from theory.separation import (conflicting_duplicates, cross_conflicts, drop_conflicts, histogram,
@@ -36,18 +37,16 @@ def _load(args):
         path = Path(args.data_root)
         if not path.is_file():
             raise UsageError(f"npz file not found: {path}")
-        with np.load(path, allow_pickle=False) as z:
-            if "x_train" not in z or "y_train" not in z:
-                raise UsageError(f"{path} must hold arrays x_train and y_train (and optionally x_test, y_test)")
-            xtr, ytr = z["x_train"], z["y_train"]
-            xte = z["x_test"] if "x_test" in z else None
-            yte = z["y_test"] if "y_test" in z else None
+        z = load_npz(path)
+        if "x_train" not in z or "y_train" not in z:
+            raise UsageError(f"{path} must hold arrays x_train and y_train (and optionally x_test, y_test)")
+        xtr, ytr = z["x_train"], z["y_train"]
+        xte = z.get("x_test")
+        yte = z.get("y_test")
         if (xte is None) != (yte is None):
             raise UsageError("x_test and y_test must be given together")
-        return xtr, ytr, xte, yte
-    xtr, ytr = load_dataset(args.dataset, "train", args.data_root)
-    xte, yte = load_dataset(args.dataset, "test", args.data_root)
-    return xtr, ytr, xte, yte
+        return xtr, ytr, xte, yte, unknown("npz", str(path), "arrays from an .npz file; no official checksums")
+    return load_splits_with_fidelity(args.dataset, args.data_root)
 
 
 def _validate(xtr, ytr, xte, yte):
@@ -68,25 +67,55 @@ def _validate(xtr, ytr, xte, yte):
         raise UsageError("train labels have only one class: separation needs at least two")
 
 
+def search_kernels_cold() -> bool:
+    """True when numba has no cached machine code of theory.separation's search kernels newer
+    than its source (the first run then compiles them for about 40 s)."""
+    import os
+
+    import theory.separation as sep
+
+    src = Path(sep.__file__)
+    dirs = [src.parent / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        dirs.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    mtime = src.stat().st_mtime
+    for d in dirs:
+        for f in d.rglob("separation.*.nbi") if d.is_dir() else ():
+            if f.stat().st_mtime >= mtime:
+                return False
+    return True
+
+
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog="python -m simulate.separation", description=__doc__)
-    ap.add_argument("--dataset", required=True, choices=DATASETS)
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--norm", default="inf", choices=("inf", "2"))
+    ap.add_argument("--dataset", required=True, type=dataset_arg(*DATASETS), metavar="NAME",
+                    help=f"dataset to measure (required): one of {', '.join(DATASETS)}, or "
+                         f"imagefolder:<path> (one folder per class); npz: arrays from the file "
+                         f"given as --data-root")
+    ap.add_argument("--data-root", default=None,
+                    help="data folder, or the .npz file with --dataset npz "
+                         "(default: $ROBUSTGEN_DATA, else ~/.robustgen/data)")
+    ap.add_argument("--norm", default="inf", choices=("inf", "2"), help="distance: l-inf or l2")
     ap.add_argument("--random-labels", type=int, default=None, metavar="SEED",
-                    help="Table 8: replace train/test labels by seeded uniform random labels")
+                    help="Table 8: replace train/test labels by seeded uniform random labels "
+                         "(default: the original labels)")
     ap.add_argument("--drop-conflicts", action="store_true",
                     help="drop every training point in a group of exact duplicates with different labels")
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--hist", default=None, help="PNG with the train-train / test-train histograms")
+    ap.add_argument("--json", default=None, metavar="PATH",
+                    help="write the row, histograms and provenance as JSON (default: not written)")
+    ap.add_argument("--hist", default=None, metavar="PNG",
+                    help="PNG with the train-train / test-train histograms (default: not drawn)")
+    add_force_arg(ap)
     add_engine_args(ap)
     args = ap.parse_args(argv)
     engine = check_engine_args(args)
     if args.random_labels is not None and args.random_labels < 0:
         raise UsageError(f"--random-labels must be a seed >= 0, got {args.random_labels}")
+    check_output_file(args.json, "--json", force=args.force)
+    check_output_file(args.hist, "--hist", force=args.force)
 
     t0 = time.perf_counter()
-    xtr, ytr, xte, yte = _load(args)
+    xtr, ytr, xte, yte, fidelity = _load(args)
     xtr, xte = np.asarray(xtr), None if xte is None else np.asarray(xte)
     ytr, yte = np.asarray(ytr), None if yte is None else np.asarray(yte)
     _validate(xtr, ytr, xte, yte)
@@ -101,6 +130,8 @@ def main(argv=None) -> int:
         xtr, ytr, kept = drop_conflicts(xtr, ytr)
         if len(np.unique(ytr)) < 2:
             raise UsageError("after dropping conflicting duplicates only one class is left")
+    if search_kernels_cold():
+        print("compiling the search kernels (first run only, ~40 s)...", file=sys.stderr, flush=True)
     t1 = time.perf_counter()
     row = separation_row_sharded(xtr, ytr, xte, yte, args.norm, **engine)
     seconds = time.perf_counter() - t1
@@ -111,6 +142,7 @@ def main(argv=None) -> int:
         pairs["test_train"] = [pairs["test_train"][0], int(kept[pairs["test_train"][1]])]
     label = "random labels (seed %d)" % args.random_labels if args.random_labels is not None else "original labels"
     print(f"{args.dataset} l{args.norm} {label}: n_train={len(xtr)} n_test={0 if xte is None else len(xte)}")
+    print(f"  {fidelity.line()}")
     print(f"  train-train  min {row.train_train_min:.4f}  mean {row.train_train_mean:.4f}  "
           f"pair (train {pairs['train_train'][0]}, train {pairs['train_train'][1]})")
     if xte is not None:
@@ -128,10 +160,11 @@ def main(argv=None) -> int:
         "test_train_min": row.test_train_min, "test_train_mean": row.test_train_mean,
         "argmin_pairs": pairs, "conflicting_duplicates": groups, "test_train_conflicts": cross,
         "seconds": seconds,
+        **fidelity.as_json(),
         "provenance": provenance(seed=args.random_labels, wall_seconds=time.perf_counter() - t0, device="cpu"),
     }
     if args.hist:
-        _hist_png(row, args, Path(args.hist))
+        _hist_png(row, args, Path(args.hist), f"{display_name(args.dataset)}{fidelity.title_suffix()}")
         out["hist"] = str(args.hist)
     if args.json:
         out["train_train_hist"] = [a.tolist() for a in histogram(row.train_train, 50)]
@@ -141,7 +174,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _hist_png(row, args, path: Path) -> None:
+def _hist_png(row, args, path: Path, data_title: str) -> None:
     import io
 
     import matplotlib
@@ -150,13 +183,15 @@ def _hist_png(row, args, path: Path) -> None:
 
     from plumbing.io import atomic_write_bytes
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, vals, title in ((axes[0], row.train_train, "train-train (Fig. 5)"),
                             (axes[1], row.test_train, "test-train (Fig. 2)")):
         if vals.size:
             ax.hist(vals, bins=50)
-        ax.set_title(f"{args.dataset} {title}")
-        ax.set_xlabel(f"l{args.norm} distance to nearest other-label train point")
+        ax.set_title(f"{data_title}: {title}", fontsize=9)
+        ax.set_xlabel(f"l{args.norm} distance to nearest\nother-label train point")
+        ax.set_ylabel("count")
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, int_sci, run_main
-from plumbing.io import atomic_write_json, provenance
+from plumbing.cli import OneLineArgumentParser, UsageError, add_force_arg, csv_list, int_sci, run_main
+from plumbing.io import atomic_write_json, check_output_file, provenance
 from plumbing.progress import progress
 from plumbing.validation import check_int
 from theory.staircase import METHODS, StaircaseSpec, evaluate, fit, objective
@@ -36,6 +36,8 @@ from theory.staircase import METHODS, StaircaseSpec, evaluate, fit, objective
 from .json_checkpoint import Checkpoint
 from .nn_covering import row_seed
 
+RESUMABLE = ("interrupted; rerun the same command to resume from the last checkpoint (kept only with "
+             "--json or --checkpoint)")
 PROG = "python -m simulate.staircase"
 MAX_N = 20000
 
@@ -151,11 +153,17 @@ def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-grid", type=csv_list(int_sci(2, "--n-grid"), "--n-grid"),
                     default=[20, 40, 80, 160, 320, 640], help=f"training-set sizes (2..{MAX_N})")
-    ap.add_argument("--trials", type=int_sci(2, "--trials"), default=10)
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--trials", type=int_sci(2, "--trials"), default=10,
+                    help="training sets per size, >= 2")
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
+    ap.add_argument("--json", default=None, metavar="PATH",
+                    help="write the results (with provenance) as JSON (default: not written)")
+    ap.add_argument("--checkpoint", default=None, metavar="PATH",
+                    help="checkpoint file (default <json>.ckpt; none without --json)")
+    add_force_arg(ap)
     args = ap.parse_args(argv)
+    check_output_file(args.json, "--json", force=args.force)
+    check_output_file(args.checkpoint, "--checkpoint", existing="replace")
     if max(args.n_grid) > MAX_N:
         raise UsageError(f"--n-grid sizes must be <= {MAX_N}, got {max(args.n_grid)}")
     cfg = Config(n_grid=args.n_grid, trials=args.trials, seed=args.seed, json=args.json,

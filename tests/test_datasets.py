@@ -93,3 +93,79 @@ def test_idx_header_validation(tmp_path):
         read_idx(tmp_path / "b")
     with pytest.raises(ValueError, match="dataset must be one of"):
         load_dataset("imagenet")
+
+
+# ---- fidelity: official content checksums ------------------------------------------------------
+
+def test_real_mnist_matches_official_checksums(mnist_root):
+    from plumbing.datasets import load_dataset_with_fidelity
+
+    _, _, fid = load_dataset_with_fidelity("mnist", "test", mnist_root)
+    assert fid.checksum_match is True and fid.approximate is False
+    assert fid.as_json()["approximate"] is False and fid.as_json()["checksum_match"] is True
+
+
+def test_fashion_mnist_requested_on_real_mnist_is_refused(mnist_root):
+    from plumbing.datasets import load_dataset_with_fidelity
+
+    with pytest.raises(ValueError, match="official MNIST.*Fashion-MNIST"):
+        load_dataset("fashion-mnist", "test", mnist_root)
+    with pytest.raises(ValueError, match="Fashion-MNIST"):
+        load_dataset_with_fidelity("fashion-mnist", "train", mnist_root)
+
+
+def test_recompressed_mnist_still_matches_and_changed_pixel_is_approximate(mnist_root, tmp_path):
+    from plumbing.datasets import load_dataset_with_fidelity
+
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        raw = gzip.decompress((mnist_root / f"{stem}.gz").read_bytes())
+        (tmp_path / stem).write_bytes(raw)                     # uncompressed copy: same content
+    _, _, fid = load_dataset_with_fidelity("mnist", "test", tmp_path)
+    assert fid.checksum_match is True and not fid.approximate
+    raw = bytearray((tmp_path / "t10k-images-idx3-ubyte").read_bytes())
+    raw[1000] ^= 1                                             # one pixel changed by one grey level
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(bytes(raw))
+    x, _, fid = load_dataset_with_fidelity("mnist", "test", tmp_path)
+    assert fid.checksum_match is False and fid.approximate is True
+    assert "t10k-images-idx3-ubyte" in fid.reason and "SHA-256" in fid.reason
+
+
+def test_unknown_fashion_copy_is_unknown_not_exact(tmp_path):
+    from plumbing.datasets import load_dataset_with_fidelity
+
+    img = bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(2 * 784)
+    lab = bytes([0, 0, 8, 1]) + (2).to_bytes(4, "big") + bytes([3, 4])
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(img)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(lab)
+    _, y, fid = load_dataset_with_fidelity("fashion-mnist", "test", tmp_path)
+    assert y.tolist() == [3, 4]
+    assert fid.checksum_match == "unknown" and fid.approximate is False
+
+
+def test_synthetic_cifar_batches_do_not_match_official_md5(tmp_path):
+    from plumbing.datasets import load_dataset_with_fidelity
+    from plumbing.fidelity import CIFAR10_BATCH_MD5
+
+    _write_cifar(tmp_path / "cifar-10-batches-py")
+    _, _, fid = load_dataset_with_fidelity("cifar10", "test", tmp_path)
+    assert fid.checksum_match is False and fid.approximate and "test_batch" in fid.reason
+    assert set(CIFAR10_BATCH_MD5) == {f"data_batch_{i}" for i in range(1, 6)} | {"test_batch"}
+
+
+def test_real_cifar10_jpeg_copy_from_cache(mnist_root):
+    """The shared JPEG copy of CIFAR-10, only when its decoded cache already exists (decoding the
+    60,000 JPEGs takes about half a minute; the cache makes this test about a second)."""
+    from plumbing.datasets import load_dataset_with_fidelity
+    from plumbing.imagefolder import cache_paths
+
+    tar = mnist_root.parent / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
+    if not tar.is_file() or not any(p.is_file() for p in cache_paths(tar)):
+        pytest.skip("CIFAR-10 JPEG copy or its decoded cache not present")
+    x, y, fid = load_dataset_with_fidelity("cifar10", "train", tar.parent)
+    xt, yt, _ = load_dataset_with_fidelity("cifar10", "test", tar.parent)
+    assert x.shape == (50000, 32, 32, 3) and xt.shape == (10000, 32, 32, 3)
+    assert np.bincount(y).tolist() == [5000] * 10 and np.bincount(yt).tolist() == [1000] * 10
+    # channel means as measured in the copy's README (official: 0.4914, 0.4822, 0.4465)
+    means = x.reshape(-1, 3).sum(0, dtype=np.int64) / (255 * 50000 * 1024)
+    assert np.allclose(means, [0.4913, 0.4821, 0.4465], atol=6e-5)
+    assert fid.approximate is True and fid.checksum_match is False

@@ -2,9 +2,11 @@
 
 Every experiment takes ``--dataset``, ``--data-root``, ``--device``, ``--epochs``, ``--out``,
 ``--seed`` and ``--tiny`` (a CPU preset for CI: a few hundred examples, one or two epochs, small
-widths). Results are one JSON per run, written atomically with provenance (command, commit,
-device, torch version, seed, wall time); a run whose JSON already exists is skipped, and a run
-interrupted mid-way resumes from its checkpoint (see ``deep.trainer.fit``).
+widths; it prints "TINY smoke run: numbers are not results" and its summary JSON says
+``"tiny": true``). Results are one JSON per run, written atomically with provenance (command,
+commit, device, torch version, seed, wall time); a run whose JSON already exists is skipped, and a
+run interrupted mid-way resumes from its checkpoint (see ``deep.trainer.fit``). Output paths
+(``--out``, ``--summary``) and training-set sizes are checked before any data is loaded.
 """
 from __future__ import annotations
 
@@ -15,12 +17,29 @@ from pathlib import Path
 
 import torch
 
-from plumbing.cli import UsageError, int_sci
+from plumbing.cli import TINY_BANNER, UsageError, int_sci
 from plumbing.distributed import is_distributed, is_main_process, world_size
-from plumbing.io import atomic_write_json, provenance, read_json
+from plumbing.io import (atomic_write_json, check_output_dir, check_output_file, provenance,
+                         read_json)
 from plumbing.validation import check_choice, check_int
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "svhn")
+# (train, test) examples of the official splits, to refuse an impossible subset size up front
+SPLIT_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000), "cifar10": (50000, 10000),
+               "svhn": (73257, 26032)}
+
+
+def check_split_size(value: int | None, option: str, dataset: str, split: str = "train",
+                     extra: int = 0) -> int | None:
+    """Refuse a subset size larger than the ``split`` of ``dataset`` (plus ``extra`` examples,
+    e.g. the test split when training on train + test), naming the split's size."""
+    if value is None or dataset not in SPLIT_SIZES:
+        return value
+    avail = SPLIT_SIZES[dataset][0 if split == "train" else 1] + extra
+    if value > avail:
+        shown = f"{value:.3g}" if value >= 1e9 else str(value)
+        raise UsageError(f"{option} {shown} is larger than the {avail} {split} examples of {dataset}")
+    return value
 
 
 @dataclass
@@ -42,21 +61,41 @@ class ExperimentArgs:
 
 
 def add_common_args(ap: argparse.ArgumentParser, *, default_dataset: str = "mnist",
-                    default_out: str = "runs/experiment") -> None:
-    ap.add_argument("--dataset", default=default_dataset, choices=DATASETS)
+                    default_out: str = "runs/experiment", tiny_help: str | None = None) -> None:
+    ap.add_argument("--dataset", default=default_dataset, choices=DATASETS,
+                    help="dataset (CIFAR-10: see docs/cifar10.md)")
     ap.add_argument("--data-root", default=None,
                     help="data folder (default: $ROBUSTGEN_DATA, else ~/.robustgen/data)")
     ap.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ... (default cpu)")
     ap.add_argument("--epochs", type=int_sci(1, "--epochs"), default=None,
                     help="epochs (default: the experiment's own; see --tiny)")
-    ap.add_argument("--out", default=default_out, help="output folder for JSON, checkpoints, tables")
-    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0)
-    ap.add_argument("--tiny", action="store_true", help="tiny CPU preset for CI and smoke tests")
+    ap.add_argument("--out", default=default_out,
+                    help=f"output folder for JSON, checkpoints, tables; finished runs in it are "
+                         f"skipped and interrupted ones resumed (default {default_out})")
+    ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="seed, >= 0")
+    ap.add_argument("--tiny", action="store_true",
+                    help=tiny_help or "tiny CPU preset for CI and smoke tests (a few hundred examples, "
+                                      "one or two epochs, small widths): numbers are not results")
 
 
 def parse_common(args: argparse.Namespace) -> ExperimentArgs:
-    return ExperimentArgs(dataset=args.dataset, data_root=args.data_root, device=args.device,
-                          epochs=args.epochs, out=Path(args.out), seed=args.seed, tiny=args.tiny)
+    """The shared flags as :class:`ExperimentArgs`; checks ``--out`` (and ``--summary``, where the
+    command has it) before any work, and prints the smoke-run banner for ``--tiny``."""
+    common = ExperimentArgs(dataset=args.dataset, data_root=args.data_root, device=args.device,
+                            epochs=args.epochs, out=Path(args.out), seed=args.seed, tiny=args.tiny)
+    check_output_dir(common.out, "--out")
+    if hasattr(args, "summary"):
+        check_output_file(args.summary or common.out / "summary.json", "--summary", existing="replace")
+    ds = common.dataset
+    poc_extra = SPLIT_SIZES.get(ds, (0, 0))[1] if getattr(args, "proof_of_concept", False) else 0
+    check_split_size(getattr(args, "train_size", None), "--train-size", ds, "train", poc_extra)
+    check_split_size(getattr(args, "size", None), "--size", ds, "train")
+    for n in getattr(args, "sizes", None) or ():
+        check_split_size(n, "--sizes", ds, "train")
+    check_split_size(getattr(args, "test_size", None), "--test-size", ds, "test")
+    if common.tiny and is_main_process():
+        print(TINY_BANNER, flush=True)
+    return common
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,8 +128,16 @@ def seed_everything(seed: int) -> None:
 
 
 def existing_result(path: Path) -> dict | None:
-    """The finished result at ``path`` if present (runs are skipped when their JSON exists)."""
-    return read_json(path) if Path(path).is_file() else None
+    """The finished result at ``path`` if present (runs are skipped when their JSON exists); a
+    corrupt one raises ValueError naming the file."""
+    if not Path(path).is_file():
+        return None
+    remedy = "delete it to rerun that run"
+    res = read_json(path, remedy=remedy)
+    if not isinstance(res, dict):
+        from plumbing.io import CorruptFileError
+        raise CorruptFileError(f"{path} does not hold a run result; {remedy}")
+    return res
 
 
 def write_result(path: Path, payload: dict, *, seed: int, device: torch.device, started: float,
@@ -99,7 +146,10 @@ def write_result(path: Path, payload: dict, *, seed: int, device: torch.device, 
     rank 0 only; the other ranks return the path without writing)."""
     if not is_main_process():
         return Path(path)
+    from deep.data import loaded_fidelity_json
+
     rec = dict(payload)
+    rec.update({k: v for k, v in loaded_fidelity_json().items() if k not in rec})
     if is_distributed():
         extra.setdefault("torchrun_processes", world_size())
     rec["provenance"] = provenance(seed=seed, wall_seconds=time.perf_counter() - started,

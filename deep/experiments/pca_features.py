@@ -23,6 +23,7 @@ from plumbing.distributed import is_main_process
 from deep.pca_projection import TABLE1_SUBSETS
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, run_main
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.pca_features"
 DEFAULT_MODELS = ("simple_convnet", "cpl_convnet")
 DEFAULT_EPOCHS = 200

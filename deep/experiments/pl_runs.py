@@ -423,7 +423,7 @@ def parse_size(text: str) -> int:
         if not math.isfinite(v) or v != int(v) or v < 1:
             raise ValueError
         return int(v)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"size must be a positive integer or 2^k (0 <= k <= 30), got {text!r}") from None
 
 
@@ -452,8 +452,11 @@ def add_run_args(ap, *, default_lr: float | None = None) -> None:
                          "an MLP narrower than its input should use orthogonal)")
     ap.add_argument("--keep-checkpoints", action="store_true",
                     help="keep each run's checkpoint after it finished (default: delete it)")
-    ap.add_argument("--summary", default=None, help="summary JSON path (default <out>/summary.json)")
-    ap.add_argument("--note", default=None, help="free text stored in the summary (e.g. 'reduced CPU run')")
+    ap.add_argument("--summary", default=None,
+                    help="summary JSON path, rebuilt from this command's runs (an existing one is "
+                         "replaced; the per-run JSONs under --out are kept) (default <out>/summary.json)")
+    ap.add_argument("--note", default=None,
+                    help="free text stored in the summary, e.g. 'reduced CPU run' (default: none)")
     from plumbing.sweep import add_engine_args
 
     add_engine_args(ap)      # --engine local|ray, --address, --workers (deep.experiments.grid)
@@ -473,19 +476,23 @@ def write_summary(args, common, device, started: float, *, experiment: str, pape
     """Write the experiment's summary JSON (all runs plus provenance) atomically; returns its path."""
     import time
 
+    from deep.data import data_fidelity
     from deep.experiments.experiment import device_description
     from plumbing.io import atomic_write_json, provenance
 
+    fidelity = data_fidelity(common.dataset, common.data_root)
     summary = {"experiment": experiment, "paper_ref": paper_ref, "dataset": common.dataset,
-               "tiny": common.tiny, "note": args.note, **extra, "runs": rows,
+               "tiny": common.tiny, "note": args.note, **extra, **fidelity.as_json(), "runs": rows,
                "provenance": provenance(seed=common.seed, wall_seconds=time.perf_counter() - started,
                                         device=device_description(device))}
     path = args.summary or (common.out / "summary.json")
     from plumbing.distributed import is_main_process
 
     if is_main_process():             # under torchrun only rank 0 writes
+        replaced = Path(path).is_file()
         atomic_write_json(path, summary)
-        print(f"summary: {path}")
+        print(f"summary: {path}" + (" (replaced the previous summary; per-run JSONs under "
+                                    f"{common.out} are kept)" if replaced else ""))
     return path
 
 

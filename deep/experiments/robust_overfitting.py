@@ -22,6 +22,7 @@ from plumbing.distributed import is_main_process
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, run_main
 from theory.constants import ROBUST_OVERFIT_OFFSET
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.robust_overfitting"
 DEFAULT_MODELS = ("cpl_convnet", "aol_mlp")
 DEFAULT_EPOCHS = 3000   # Sec. 4.3

@@ -16,7 +16,8 @@ summary table (``--summary``, default ``<out>/summary.json``).
 Models: ``simple_convnet`` (standard, temperature-1/8 CE), ``aol_mlp`` and ``cpl_convnet``
 (1-Lipschitz, OffsetCrossEntropy with offset = temperature = 0.25), as in Sec. 4.1. MNIST is
 padded to 32x32 with its mean (0 after the subtraction), base width 16 / MLP width 1024, and
-augmented by random crops only (no flip, as the issue asks; no erasing, Sec. 9.3).
+augmented by random crops only (no flip, a choice of this project, see docs/pl_experiments.md;
+no erasing, Sec. 9.3).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from deep.experiments.grid import run_grid
 from plumbing.distributed import is_main_process
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, int_sci, run_main
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.scaling_law"
 DEFAULT_MODELS = ("simple_convnet", "aol_mlp", "cpl_convnet")
 DEFAULT_SIZES = tuple(2 ** k for k in range(6, 16))        # 64 ... 32768
@@ -36,7 +38,7 @@ TINY_SIZES = (32, 64)
 DEFAULT_EPOCHS = 100
 DEFAULT_LR = {"simple_convnet": 0.002, "aol_mlp": 0.1, "cpl_convnet": 0.1}  # simple_convnet: T=1/8 CE diverges at 0.01 on short runs
 
-# The full-scale MNIST run that needs a GPU (issue 5, section "GPU"); README and --help quote it.
+# The full-scale MNIST run that needs a GPU; README and --help quote it.
 GPU_COMMAND = ("python -m deep.scaling_law --dataset mnist --device cuda --models aol_mlp,cpl_convnet "
                "--sizes 2^5,2^6,2^7,2^8,2^9,2^10,2^11,2^12,2^13,2^14,2^15,60000 --epochs 50 "
                "--out runs/scaling_law_mnist --summary results/scaling_law_mnist.json")

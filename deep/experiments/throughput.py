@@ -1,4 +1,4 @@
-"""Training throughput of a model on random data: epochs per second (issue 5, "GPU" section).
+"""Training throughput of a model on random data: epochs per second (to size the GPU runs).
 
 Times ``--batches`` SGD steps (forward, loss, backward, optimiser step; the training setup of
 P&L Sec. 4.1: batch 256, Nesterov SGD, OffsetCrossEntropy or temperature CE) on random images of
@@ -18,8 +18,8 @@ import torch
 from deep import models
 from deep.experiments.experiment import device_description, resolve_device
 from deep.losses import OffsetCrossEntropy, TemperatureCrossEntropy
-from plumbing.cli import OneLineArgumentParser, int_sci, run_main
-from plumbing.io import atomic_write_json, provenance
+from plumbing.cli import OneLineArgumentParser, add_force_arg, int_sci, run_main
+from plumbing.io import atomic_write_json, check_output_file, provenance
 
 PROG = "python -m deep.throughput"
 SHAPES = {"cifar10": (3, 32, 50000), "mnist": (1, 28, 60000)}
@@ -81,21 +81,28 @@ def measure(model_name: str, shape: str, device: torch.device, *, conv: str = "a
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="lipconvnet",
-                    choices=list(MODEL_ALIASES) + list(models.MODEL_NAMES))
+                    choices=list(MODEL_ALIASES) + list(models.MODEL_NAMES), help="model to time")
     ap.add_argument("--conv", default="aol", choices=["aol", "cpl"], help="convolution of lipconvnet (default aol)")
-    ap.add_argument("--shape", default="cifar10", choices=list(SHAPES))
+    ap.add_argument("--shape", default="cifar10", choices=list(SHAPES),
+                    help="image shape and epoch size: cifar10 (3x32x32, 50000) or mnist (1x28x28, 60000)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    ap.add_argument("--batch-size", type=int_sci(1, "--batch-size"), default=256)
+    ap.add_argument("--batch-size", type=int_sci(1, "--batch-size"), default=256, help="batch size")
     ap.add_argument("--batches", type=int_sci(1, "--batches"), default=10, help="timed steps (default 10)")
     ap.add_argument("--warmup", type=int_sci(0, "--warmup"), default=2, help="untimed steps first (default 2)")
     ap.add_argument("--width", type=int_sci(2, "--width"), default=None, help="base width (default the paper's)")
-    ap.add_argument("--threads", type=int_sci(1, "--threads"), default=None, help="torch CPU threads")
-    ap.add_argument("--out", default=None, help="also write the result as JSON here")
+    ap.add_argument("--threads", type=int_sci(1, "--threads"), default=None,
+                    help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--out", default=None, metavar="PATH",
+                    help="also write the result as JSON here (default: not written)")
+    add_force_arg(ap)
     args = ap.parse_args(argv)
+    check_output_file(args.out, "--out", force=args.force)
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    print(f"timing {args.batches} training steps of {args.model} ({args.shape}, batch {args.batch_size}) "
+          f"after {args.warmup} warm-up steps on {args.device}...", flush=True)
     res = measure(args.model, args.shape, device, conv=args.conv, batch_size=args.batch_size,
                   batches=args.batches, warmup=args.warmup, width=args.width)
     res["device"] = device_description(device)

@@ -16,6 +16,7 @@ from deep.experiments.grid import run_grid
 from plumbing.distributed import is_main_process
 from plumbing.cli import OneLineArgumentParser, UsageError, csv_list, float_range, run_main
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.tradeoff"
 DEFAULT_TS = (0.0, 1.0, 2.0, 5.0, 10.0)
 DEFAULT_EPOCHS = 200

@@ -46,6 +46,7 @@ from plumbing.io import atomic_write_text
 from plumbing.sweep import add_engine_args, check_engine_args, run_sweep
 from plumbing.validation import check_choice, check_float, check_int
 
+RESUMABLE = True  # Ctrl-C: finished runs are kept and the interrupted one resumes
 PROG = "python -m deep.tradeoff_table"
 ATTACKS = ("pgd", "mt")
 COLUMNS = ("train_acc", "test_acc", "adv_train_acc", "adv_test_acc", "test_lipschitz", "gap",
@@ -304,8 +305,11 @@ def _method_list(text: str) -> list[str]:
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    add_common_args(ap, default_out="runs/tradeoff_table")
-    ap.add_argument("--model", default="cnn1", choices=MODELS)
+    add_common_args(ap, default_out="runs/tradeoff_table", tiny_help=(
+        "CPU smoke-test preset, numbers are not results: " + ", ".join(f"{k.replace('_', '-')} {v}"
+                                                                      for k, v in TINY.items())))
+    ap.add_argument("--model", default="cnn1", choices=MODELS,
+                    help="YRZSC architecture (cnn1/cnn2: MNIST, wrn: SVHN / CIFAR-10)")
     ap.add_argument("--methods", default=None,
                     help="comma-separated name or name:number (trades:6 = TRADES beta 6, rst:2 = "
                          "RST lambda 2, gr:B, llr:L; default: " + DEFAULT_METHODS + ", or rst:2 "
@@ -317,13 +321,17 @@ def main(argv=None) -> int:
                     help="evaluation attack: pgd (Tables 2-4) or mt (Tables 9-14)")
     ap.add_argument("--eps", type=float_range(0.0, 1.0, low_open=True, name="--eps"), default=None,
                     help="l_inf radius (default: YRZSC Table 5 for the dataset)")
-    ap.add_argument("--batch-size", type=int_sci(1, "--batch-size"), default=None)
-    ap.add_argument("--lr", type=float_range(0.0, None, low_open=True, name="--lr"), default=None)
-    ap.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
-    ap.add_argument("--schedule", default="cosine", choices=("cosine", "constant", "onecycle"))
+    ap.add_argument("--batch-size", type=int_sci(1, "--batch-size"), default=None,
+                    help=f"batch size (default: YRZSC Table 5, {YANG_BATCH_SIZE.get('mnist')} on MNIST)")
+    ap.add_argument("--lr", type=float_range(0.0, None, low_open=True, name="--lr"), default=None,
+                    help=f"learning rate (default {DEFAULT_LR}; proof of concept: Table 7's, times the batch size)")
+    ap.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
+    ap.add_argument("--schedule", default="cosine", choices=("cosine", "constant", "onecycle"),
+                    help="learning-rate schedule")
     ap.add_argument("--train-size", type=int_sci(10, "--train-size"), default=None,
                     help="class-balanced training subset (default: all)")
-    ap.add_argument("--test-size", type=int_sci(10, "--test-size"), default=None)
+    ap.add_argument("--test-size", type=int_sci(10, "--test-size"), default=None,
+                    help="class-balanced test subset (default: all)")
     ap.add_argument("--eval-size", type=int_sci(10, "--eval-size"), default=None,
                     help="examples per split for the (adversarial) accuracies (default: all)")
     ap.add_argument("--lip-size", type=int_sci(1, "--lip-size"), default=None,
@@ -331,12 +339,16 @@ def main(argv=None) -> int:
     ap.add_argument("--attack-steps", type=int_sci(1, "--attack-steps"), default=None,
                     help="attack steps in training and evaluation (default: 10 PGD / 20 per "
                          "target MT / 10 Lipschitz)")
-    ap.add_argument("--wrn-depth", type=int_sci(10, "--wrn-depth"), default=40)
-    ap.add_argument("--wrn-width", type=int_sci(1, "--wrn-width"), default=10)
+    ap.add_argument("--wrn-depth", type=int_sci(10, "--wrn-depth"), default=40,
+                    help="depth of the wide residual network (model wrn)")
+    ap.add_argument("--wrn-width", type=int_sci(1, "--wrn-width"), default=10,
+                    help="widening factor of the wide residual network (model wrn)")
     ap.add_argument("--proof-of-concept", action="store_true",
                     help="Appendix B: train on train + test (default methods rst:2, model cnn2)")
-    ap.add_argument("--name", default=None, help="file name (no suffix) of the combined table")
-    ap.add_argument("--label", default=None, help="free text stored in the combined JSON")
+    ap.add_argument("--name", default=None,
+                    help="file name (no suffix) of the combined table (default: "
+                         "tradeoff_table_<dataset>_<model>[_mt][_dropoutR][_poc])")
+    ap.add_argument("--label", default=None, help="free text stored in the combined JSON (default: none)")
     ap.add_argument("--stop-after-epochs", type=int_sci(1, "--stop-after-epochs"), default=None,
                     help=argparse_suppress())
     add_engine_args(ap)
@@ -401,8 +413,11 @@ def main(argv=None) -> int:
              + (f" - {args.label}" if args.label else ""))
     combined = {"table": name, "title": title, "label": args.label, "config": shared,
                 "columns": list(COLUMNS), "units": "percent except test_lipschitz",
-                "rows": rows}
+                "tiny": common.tiny, "rows": rows}
     out = Path(common.out)
+    if (out / f"{name}.json").is_file():
+        print(f"replacing the combined table {out / name}.json (rebuilt from the run JSONs under "
+              f"{out / 'runs'}, which are kept)")
     write_result(out / f"{name}.json", combined, seed=common.seed, device=device, started=started)
     atomic_write_text(out / f"{name}.md", table_markdown(rows, title))
     atomic_write_text(out / f"{name}.csv", table_csv(rows))

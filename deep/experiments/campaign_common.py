@@ -1,0 +1,167 @@
+"""Shared machinery of the budgeted GPU campaigns (``python -m deep.campaign``).
+
+A campaign is a list of runs executed inside one wall-clock budget:
+
+* :class:`Budget` - the wall clock of the whole command, with a stop flag that SIGTERM / SIGINT
+  set (so a command killed by a time limit still packs what it finished).
+* every finished run is written at once as its own JSON (atomically, ``plumbing.io``); a rerun with
+  the same ``--out`` skips finished runs and resumes unfinished ones from their checkpoints;
+* :func:`write_manifest` - provenance of the campaign (command, commit, device, torch version,
+  seed, wall time, epoch plan, every deviation from the papers' protocols, the runs finished and
+  the runs left undone);
+* :func:`pack_archive` - one ``.tar.gz`` with every JSON / Markdown file of the output folder
+  (checkpoints left out), written atomically, so the device machine returns one file.
+"""
+from __future__ import annotations
+
+import io
+import signal
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from deep.experiments.experiment import device_description
+from plumbing.io import atomic_write_bytes, atomic_write_json, provenance, read_json
+from plumbing.validation import check_float
+
+#: files that travel in the archive (checkpoints stay behind: they are resume points only)
+ARCHIVE_SUFFIXES = (".json", ".md", ".csv", ".txt")
+
+
+@dataclass
+class Budget:
+    """Wall-clock budget of one campaign command (seconds, from construction)."""
+    seconds: float
+    start: float = field(default_factory=time.perf_counter)
+    stop_requested: bool = False
+    stop_reason: str | None = None
+    parent: "Budget | None" = None
+    stop_after_runs: int | None = None   # testing hook: request a stop after this many runs
+    runs_done: int = 0
+
+    def __post_init__(self):
+        check_float("budget seconds", self.seconds, low=0.0, low_open=True)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed()
+
+    def expired(self, reserve: float = 0.0) -> bool:
+        """True once a stop was requested (here or on a parent budget) or fewer than ``reserve``
+        seconds are left."""
+        return self.stopped() or self.remaining() <= reserve
+
+    def stopped(self) -> bool:
+        return self.stop_requested or (self.parent is not None and self.parent.stopped())
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_requested = True
+        self.stop_reason = self.stop_reason or reason
+
+    def note_run_done(self) -> None:
+        """Count a finished run (here and in the parents); honours ``stop_after_runs``."""
+        self.runs_done += 1
+        if self.parent is not None:
+            self.parent.note_run_done()
+        if self.stop_after_runs is not None and self.runs_done >= self.stop_after_runs:
+            self.request_stop(f"stop after {self.stop_after_runs} run(s) (--stop-after-runs)")
+
+    def reason(self) -> str | None:
+        return self.stop_reason or (self.parent.reason() if self.parent is not None else None)
+
+    def sub(self, seconds: float) -> "Budget":
+        """A budget of ``min(seconds, remaining)`` seconds that also stops when this one does."""
+        return Budget(max(1e-3, min(seconds, self.remaining())), parent=self)
+
+
+def install_signal_stop(budget: Budget):
+    """SIGTERM / SIGINT request a stop (the campaign then checkpoints, packs and exits)."""
+    previous = {}
+
+    def handler(signum, frame):
+        budget.request_stop(f"signal {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return previous
+
+
+def restore_signals(previous: dict) -> None:
+    for sig, h in previous.items():
+        signal.signal(sig, h)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_info(device: torch.device) -> dict:
+    info = {"device": device_description(device), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info.update(gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                    capability=f"{p.major}.{p.minor}", tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+                    tf32_cudnn=torch.backends.cudnn.allow_tf32)
+    return info
+
+
+def finished(path: Path) -> dict | None:
+    """The finished run JSON at ``path`` or None (a corrupt file is named, never silently used)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except ValueError as exc:
+        raise ValueError(f"corrupt result file {path}: {exc}; delete it to recompute") from None
+
+
+def write_manifest(out: Path, *, campaign: str, seed: int, device: torch.device, budget: Budget,
+                   plan: dict, deviations: list[str], runs_done: list[str], runs_left: list[str],
+                   status: str, extra: dict | None = None) -> Path:
+    """``OUT/manifest_<campaign>.json``: provenance and the state of the campaign."""
+    rec = {"campaign": campaign, "status": status, "stop_reason": budget.reason(),
+           "budget_seconds": budget.seconds, "plan": plan, "deviations": list(deviations),
+           "runs_done": sorted(runs_done), "runs_left": sorted(runs_left),
+           "n_done": len(runs_done), "n_left": len(runs_left), **(extra or {}),
+           "provenance": provenance(seed=seed, wall_seconds=budget.elapsed(),
+                                    device=device_description(device),
+                                    device_info=device_info(device))}
+    return atomic_write_json(Path(out) / f"manifest_{campaign.replace('-', '_')}.json", rec)
+
+
+def pack_archive(out: Path, archive: Path) -> Path:
+    """Pack every result file (``ARCHIVE_SUFFIXES``) under ``out`` into ``archive`` (.tar.gz),
+    paths relative to ``out``; written atomically (a crash leaves the previous archive)."""
+    out, archive = Path(out), Path(archive)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for p in sorted(out.rglob("*")):
+            if p.is_file() and p.suffix in ARCHIVE_SUFFIXES and not p.name.startswith("."):
+                if p.resolve() == archive.resolve():
+                    continue
+                tar.add(str(p), arcname=str(p.relative_to(out)))
+    return atomic_write_bytes(archive, buf.getvalue())
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def step_decay_factor(progress: float, milestones: tuple[float, ...], gamma: float = 0.1) -> float:
+    """Learning-rate factor of a step schedule compressed to fractions of training: gamma^k where
+    k is the number of milestone fractions <= ``progress`` (YRZSC Appendix A, MNIST: 160 epochs,
+    decay 0.1 at epochs 40, 80, 120, 140 -> fractions 0.25, 0.5, 0.75, 0.875)."""
+    k = sum(1 for m in milestones if progress >= m - 1e-12)
+    return gamma ** k

@@ -1,0 +1,482 @@
+"""YRZSC Tables 2 and 9/10 for MNIST (CNN1 and CNN2, ten training methods) inside one wall budget.
+
+Rows (YRZSC Table 2): Natural, GR, LLR, AT, RST(lambda = 1, 2, 5), TRADES(beta = 1, 3, 6).
+Columns: train acc, test acc, adv train acc, adv test acc, test Lipschitz (Eq. 3 on the logits),
+gap, adv gap - once with PGD-10 (Table 2) and once with the multi-targeted attack (20 steps per
+target, Appendix D.1: Table 9 for CNN1, Table 10 for CNN2). Every model is trained once and
+attacked with both.
+
+Protocol (YRZSC Table 5 and Appendix A): SGD with momentum 0.9, batch 64, no weight decay,
+eps = 0.1, PGD step 0.02, 10 steps (training and evaluation); the learning rate decays by 0.1 at
+epochs 40, 80, 120 and 140 of 160, and a run of E < 160 epochs decays at the same *fractions* of
+its steps (the schedule compressed proportionally). The epoch count E is chosen by a timing
+pilot at the start: a few timed steps of every group of runs and one timed evaluation batch give
+seconds per epoch and per evaluation, and E is the largest count for which training plus
+evaluation fit in the budget (at most 160); it is printed in every result and table header.
+
+Engineering (see ``deep.experiments.campaign_stack``): MNIST lives on the device as one tensor
+(no DataLoader); AT + RST(1, 2, 5) of one architecture train as one stacked model, TRADES(1, 3, 6)
+likewise, so the 20 runs are 10 training groups. Finished runs are written at once
+(``OUT/yrzsc-mnist/runs/<model>_<method>.json``); each group checkpoints every epoch, so a rerun
+resumes; the plan (epochs, sizes) is fixed at the first start (``plan.json``) so a rerun trains to
+the same plan.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from deep.data import balanced_subset, load_tensors
+from deep.experiments.campaign_common import Budget, finished, log, sync, write_manifest
+from deep.experiments.campaign_stack import Group, Schedule, train_group
+from deep.experiments.experiment import write_result
+from deep.methods import MethodConfig, parse_method_spec
+from deep.models_yang import ModelConfig, build_model
+from plumbing.io import atomic_write_json, atomic_write_text, read_json
+from plumbing.validation import check_float, check_int
+from theory.constants import (YANG_BATCH_SIZE, YANG_EPOCHS, YANG_EPS_LINF, YANG_LIPSCHITZ_STEPS,
+                              YANG_MT_STEPS, YANG_PGD_STEP_DIVISOR, YANG_PGD_STEPS,
+                              YANG_SGD_MOMENTUM)
+
+CAMPAIGN = "yrzsc-mnist"
+#: the ten rows of YRZSC Table 2 (RST lambda = 5 as printed in Table 2)
+METHODS = ("natural", "gr", "llr", "at", "rst:1", "rst:2", "rst:5", "trades:1", "trades:3",
+           "trades:6")
+ARCHS = ("cnn1", "cnn2")
+#: YRZSC Appendix A, MNIST: decay 0.1 at epochs 40, 80, 120, 140 of 160
+LR_MILESTONES = tuple(e / YANG_EPOCHS["mnist"] for e in (40, 80, 120, 140))
+#: not stated by YRZSC; the value ``deep.tradeoff_table`` uses (loss = batch mean)
+DEFAULT_LR = 0.01
+COLUMNS = ("train_acc", "test_acc", "adv_train_acc", "adv_test_acc", "test_lipschitz", "gap",
+           "adv_gap")
+TABLES = {"table2_cnn1": ("cnn1", "pgd", "YRZSC Table 2 (CNN1, PGD-10)"),
+          "table2_cnn2": ("cnn2", "pgd", "YRZSC Table 2 (CNN2, PGD-10)"),
+          "table9_cnn1_mt": ("cnn1", "mt", "YRZSC Table 9 (CNN1, multi-targeted)"),
+          "table10_cnn2_mt": ("cnn2", "mt", "YRZSC Table 10 (CNN2, multi-targeted)")}
+#: CPU test preset: 16x16 images (both networks accept them), a few examples, one attack step
+TINY = {"train_size": 20, "test_size": 10, "train_eval_size": 10, "mt_eval_size": 10,
+        "lip_size": 10, "attack_steps": 1, "eval_batch": 64, "pilot_steps": 1, "max_epochs": 1,
+        "batch_size": 10, "image_size": 16}
+
+
+@dataclass
+class YrzscConfig:
+    """One YRZSC MNIST campaign (validated). ``None`` sizes mean the whole split."""
+    out: Path
+    device: str = "cpu"
+    data_root: str | None = None
+    seed: int = 0
+    archs: tuple[str, ...] = ARCHS
+    methods: tuple[str, ...] = METHODS
+    epochs: int | None = None          # None: chosen by the timing pilot
+    max_epochs: int = YANG_EPOCHS["mnist"]
+    lr: float = DEFAULT_LR
+    train_size: int | None = None
+    test_size: int | None = None
+    train_eval_size: int = 10000       # training examples for train acc / adv train acc
+    mt_eval_size: int = 1000           # fixed subset (train and test) for the MT attack
+    lip_size: int | None = None        # test examples for Eq. (3) (None: the whole test set)
+    attack_steps: int | None = None    # None: the paper's (10 PGD, 20 per MT target, 10 Eq. 3)
+    eval_batch: int = 1000
+    pilot_steps: int = 10
+    batch_size: int = YANG_BATCH_SIZE["mnist"]
+    image_size: int | None = None      # None: MNIST's 28x28; else resized (tests only)
+    safety: float = 0.85               # fraction of the budget the plan may fill
+    tiny: bool = False                 # the CPU test preset (results are not paper checks)
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        check_int("seed", self.seed, min_value=0)
+        for a in self.archs:
+            if a not in ARCHS:
+                raise ValueError(f"archs must be among {', '.join(ARCHS)}; got {a!r}")
+        self.methods = tuple(parse_method_spec(m).spec for m in self.methods)
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods lists a method twice: {self.methods}")
+        if self.epochs is not None:
+            check_int("epochs", self.epochs, min_value=1)
+        check_int("max_epochs", self.max_epochs, min_value=1)
+        check_float("lr", self.lr, low=0.0, low_open=True)
+        for name in ("train_size", "test_size", "lip_size", "attack_steps"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), min_value=1)
+        if self.image_size is not None:
+            check_int("image_size", self.image_size, min_value=16)
+        for name in ("train_eval_size", "mt_eval_size", "eval_batch", "pilot_steps", "batch_size"):
+            check_int(name, getattr(self, name), min_value=1)
+        check_float("safety", self.safety, low=0.0, low_open=True, high=1.0)
+
+    @property
+    def root(self) -> Path:
+        return self.out / CAMPAIGN
+
+    def method_config(self, spec: str) -> MethodConfig:
+        eps = YANG_EPS_LINF["mnist"]
+        steps = self.attack_steps or YANG_PGD_STEPS
+        return parse_method_spec(spec, eps=eps, steps=steps, step_size=eps / YANG_PGD_STEP_DIVISOR)
+
+
+def groups_for(cfg: YrzscConfig) -> list[Group]:
+    """Training groups in campaign order (CNN1 first; cheap single runs before the stacks)."""
+    out = []
+    for arch in cfg.archs:
+        ms = [cfg.method_config(s) for s in cfg.methods]
+        for m in ms:
+            if m.name in ("natural", "gr", "llr"):
+                out.append(Group(arch, "single", [m]))
+        mix = [m for m in ms if m.name in ("at", "rst")]
+        if mix:
+            out.append(Group(arch, "ce_mix", mix))
+        tr = [m for m in ms if m.name == "trades"]
+        if tr:
+            out.append(Group(arch, "trades", tr))
+    return out
+
+
+def run_name(arch: str, m: MethodConfig) -> str:
+    return f"mnist_{arch}_{m.spec.replace(':', '-')}"
+
+
+def _subset(x, y, size, seed):
+    if size is None or size >= len(y):
+        return x, y
+    idx = torch.from_numpy(balanced_subset(y.cpu().numpy(), size, seed)).to(x.device)
+    return x[idx], y[idx]
+
+
+def load_data(cfg: YrzscConfig, device: torch.device) -> dict:
+    """MNIST on ``device`` (float32 images in [0, 1]) plus the fixed evaluation subsets."""
+    xtr, ytr = load_tensors("mnist", "train", cfg.data_root, subset=cfg.train_size, seed=cfg.seed)
+    xte, yte = load_tensors("mnist", "test", cfg.data_root, subset=cfg.test_size, seed=cfg.seed)
+    if cfg.image_size is not None and cfg.image_size != xtr.shape[-1]:
+        import torch.nn.functional as F
+        xtr, xte = (F.interpolate(t, size=(cfg.image_size,) * 2, mode="area").clamp(0, 1)
+                    for t in (xtr, xte))
+    xtr, ytr, xte, yte = (t.to(device) for t in (xtr, ytr, xte, yte))
+    d = {"x": xtr, "y": ytr, "xt": xte, "yt": yte}
+    d["x_tr_eval"], d["y_tr_eval"] = _subset(xtr, ytr, cfg.train_eval_size, cfg.seed + 1)
+    d["x_mt_tr"], d["y_mt_tr"] = _subset(d["x_tr_eval"], d["y_tr_eval"], cfg.mt_eval_size, cfg.seed + 2)
+    d["x_mt_te"], d["y_mt_te"] = _subset(xte, yte, cfg.mt_eval_size, cfg.seed + 3)
+    d["x_lip"], _ = _subset(xte, yte, cfg.lip_size, cfg.seed + 4)
+    return d
+
+
+def fresh_models(arch: str, n: int, device, seed: int, image_size: int = 28) -> list[torch.nn.Module]:
+    """``n`` copies of the architecture, each initialised from ``seed`` (as ``deep.tradeoff_table``:
+    every method starts from the same initial weights)."""
+    out = []
+    for _ in range(n):
+        torch.manual_seed(seed)
+        out.append(build_model(ModelConfig(name=arch, image_size=image_size)).to(device))
+    return out
+
+
+def _size(cfg: YrzscConfig) -> int:
+    return cfg.image_size or 28
+
+
+def schedule(cfg: YrzscConfig) -> Schedule:
+    return Schedule(lr=cfg.lr, momentum=YANG_SGD_MOMENTUM["mnist"], milestones=LR_MILESTONES)
+
+
+# ---- evaluation ----------------------------------------------------------------------------
+
+def evaluate(model, cfg: YrzscConfig, data: dict, device) -> dict:
+    """Both tables' columns for one trained model (percent; Lipschitz as is)."""
+    from deep.attacks import robust_accuracy
+    from deep.local_lipschitz import empirical_local_lipschitz
+
+    eps = YANG_EPS_LINF["mnist"]
+    pgd_steps = cfg.attack_steps or YANG_PGD_STEPS
+    mt_steps = cfg.attack_steps or YANG_MT_STEPS
+    lip_steps = cfg.attack_steps or YANG_LIPSCHITZ_STEPS
+    model.eval()
+
+    def gen(k):
+        return torch.Generator(device=device).manual_seed(cfg.seed * 1000 + k)
+
+    rep = {}
+    for key, (xs, ys), attack, steps, k in (
+            ("pgd_train", (data["x_tr_eval"], data["y_tr_eval"]), "pgd", pgd_steps, 11),
+            ("pgd_test", (data["xt"], data["yt"]), "pgd", pgd_steps, 12),
+            ("mt_train", (data["x_mt_tr"], data["y_mt_tr"]), "mt", mt_steps, 21),
+            ("mt_test", (data["x_mt_te"], data["y_mt_te"]), "mt", mt_steps, 22)):
+        r = robust_accuracy(model, xs, ys, eps, "inf", attack, steps=steps, generator=gen(k),
+                            batch_size=cfg.eval_batch)
+        rep[key] = r.as_dict() | {"summary": str(r)}
+    lip = empirical_local_lipschitz(model, data["x_lip"], eps, steps=lip_steps, generator=gen(13),
+                                    batch_size=cfg.eval_batch)
+    train_acc = 100 * rep["pgd_train"]["clean_accuracy"]
+    test_acc = 100 * rep["pgd_test"]["clean_accuracy"]
+    out = {"test_lipschitz": lip, "attack_reports": rep,
+           "n_eval": {"train": len(data["y_tr_eval"]), "test": len(data["yt"]),
+                      "mt_train": len(data["y_mt_tr"]), "mt_test": len(data["y_mt_te"]),
+                      "lipschitz": len(data["x_lip"])}}
+    for table in ("pgd", "mt"):
+        adv_tr = 100 * rep[f"{table}_train"]["robust_accuracy"]
+        adv_te = 100 * rep[f"{table}_test"]["robust_accuracy"]
+        out[table] = {"train_acc": train_acc, "test_acc": test_acc, "adv_train_acc": adv_tr,
+                      "adv_test_acc": adv_te, "test_lipschitz": lip, "gap": train_acc - test_acc,
+                      "adv_gap": adv_tr - adv_te}
+    return out
+
+
+# ---- plan ----------------------------------------------------------------------------------
+
+def deviations(cfg: YrzscConfig, plan: dict, device: torch.device) -> list[str]:
+    """Every difference from YRZSC's protocol in this campaign, in words."""
+    d = []
+    E = plan["epochs"]
+    if E != YANG_EPOCHS["mnist"]:
+        d.append(f"{E} epoch(s) instead of the paper's {YANG_EPOCHS['mnist']} (chosen to fit a "
+                 f"{plan['budget_seconds']:.0f} s budget); the step decay (x0.1 at epochs 40, 80, "
+                 f"120, 140 of 160) is applied at the same fractions of the shortened run")
+    d.append(f"base learning rate {cfg.lr:g} (not stated in YRZSC; deep.tradeoff_table's choice)")
+    if cfg.batch_size != YANG_BATCH_SIZE["mnist"]:
+        d.append(f"batch size {cfg.batch_size} (paper: {YANG_BATCH_SIZE['mnist']})")
+    if cfg.image_size is not None and cfg.image_size != 28:
+        d.append(f"images resized to {cfg.image_size}x{cfg.image_size} (test preset; paper: 28x28)")
+    if cfg.train_size is not None:
+        d.append(f"training set: class-balanced subset of {plan['n_train']} examples (paper: 60000)")
+    if cfg.test_size is not None:
+        d.append(f"test set: class-balanced subset of {plan['n_test']} examples (paper: 10000)")
+    d.append(f"train acc / adv train acc on a fixed class-balanced subset of {plan['n_train_eval']} "
+             f"training examples")
+    d.append(f"multi-targeted attack on fixed class-balanced subsets of {plan['n_mt']} training and "
+             f"{plan['n_mt']} test examples (PGD on the whole test set)")
+    d.append(f"Eq. (3) Lipschitz estimate on {plan['n_lip']} test examples, with the project's "
+             f"vertex candidates (a lower bound at least as large as the paper's procedure)")
+    if cfg.attack_steps is not None:
+        d.append(f"attack steps {cfg.attack_steps} everywhere (paper: PGD-10, MT 20 per target, "
+                 f"Eq. 3 10 steps)")
+    d.append("AT and RST(1, 2, 5) of one network, and TRADES(1, 3, 6), train as one stacked model "
+             "(same per-model updates as separate runs; dropout masks drawn per model)")
+    d.append("one seed per run, all methods start from the same initial weights")
+    if device.type == "cuda":
+        d.append(f"cuDNN TF32 convolutions: {torch.backends.cudnn.allow_tf32}, TF32 matmul: "
+                 f"{torch.backends.cuda.matmul.allow_tf32} (PyTorch defaults)")
+    return d
+
+
+def pilot(cfg: YrzscConfig, groups: list[Group], data: dict, device, budget: Budget) -> dict:
+    """Seconds per training step of each group and seconds per evaluation of each architecture,
+    measured on throwaway models; then the epoch count that fits."""
+    bs = cfg.batch_size
+    n = len(data["y"])
+    steps_per_epoch = math.ceil(n / bs)
+    step_s, per_model = {}, []
+    half = 0.5 * budget.seconds
+
+    def over():
+        return budget.expired(reserve=half)
+
+    for g in groups:
+        if per_model and over():
+            # the pilot must not eat the budget: an unmeasured group gets the slowest
+            # per-model step measured, times its number of models
+            step_s[g.name] = max(per_model) * len(g.methods)
+            continue
+        model = g.build(fresh_models(g.arch, len(g.methods), device, cfg.seed, _size(cfg)))
+        warm = min(2, cfg.pilot_steps - 1)   # first steps pay one-off costs (kernels, vmap)
+        if warm:
+            train_group(g, model, data["x"], data["y"], epochs=1, batch_size=bs,
+                        sched=schedule(cfg), seed=cfg.seed + 99, max_steps=warm,
+                        should_stop=over if per_model else None)
+        calls = [0]
+
+        def after_one_step():   # checked before every step: time at least one
+            calls[0] += 1
+            return calls[0] > 1 and over()
+
+        sync(device)
+        t0 = time.perf_counter()
+        r = train_group(g, model, data["x"], data["y"], epochs=1, batch_size=bs,
+                        sched=schedule(cfg), seed=cfg.seed + 98, max_steps=cfg.pilot_steps,
+                        should_stop=after_one_step)
+        sync(device)
+        step_s[g.name] = (time.perf_counter() - t0) / max(1, r["steps_done"])
+        per_model.append(step_s[g.name] / len(g.methods))
+    eval_s = {}
+    for arch in sorted({g.arch for g in groups}):
+        model = fresh_models(arch, 1, device, cfg.seed, _size(cfg))[0]
+        sync(device)
+        t0 = time.perf_counter()
+        _ = evaluate_cost_probe(model, cfg, data, device)
+        sync(device)
+        per_pass = (time.perf_counter() - t0) / _
+        eval_s[arch] = per_pass * eval_passes(cfg, data)
+    train_epoch_s = sum(step_s[g.name] * steps_per_epoch for g in groups)
+    eval_total = sum(eval_s[g.arch] * len(g.methods) for g in groups)
+    avail = cfg.safety * budget.remaining() - eval_total
+    if cfg.epochs is not None:
+        epochs = cfg.epochs
+    else:
+        epochs = int(max(1, min(cfg.max_epochs, math.floor(avail / max(train_epoch_s, 1e-9)))))
+    return {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "step_seconds": step_s,
+            "train_epoch_seconds_all_groups": train_epoch_s, "eval_seconds_per_model": eval_s,
+            "eval_seconds_total": eval_total, "budget_seconds": budget.seconds,
+            "budget_left_at_plan": budget.remaining(), "fits": avail >= train_epoch_s,
+            "n_train": n, "n_test": len(data["yt"]), "n_train_eval": len(data["y_tr_eval"]),
+            "n_mt": len(data["y_mt_te"]), "n_lip": len(data["x_lip"]),
+            "batch_size": bs, "groups": [g.name for g in groups]}
+
+
+def eval_passes(cfg: YrzscConfig, data: dict) -> float:
+    """Forward+backward passes (in examples) of one model's evaluation."""
+    pgd = (cfg.attack_steps or YANG_PGD_STEPS) + 3           # steps, best-iterate pass, 2 clean
+    mt = 10 * ((cfg.attack_steps or YANG_MT_STEPS) + 2) + 2  # per target: steps, final, margin
+    lip = 2 * (cfg.attack_steps or YANG_LIPSCHITZ_STEPS) + 3  # steps + vertex candidates
+    return (pgd * (len(data["y_tr_eval"]) + len(data["yt"]))
+            + mt * (len(data["y_mt_tr"]) + len(data["y_mt_te"])) + lip * len(data["x_lip"]))
+
+
+def evaluate_cost_probe(model, cfg: YrzscConfig, data: dict, device) -> float:
+    """Time one PGD batch of the evaluation; returns the example-passes it did (the caller
+    divides the elapsed time by them)."""
+    from deep.attacks import robust_accuracy
+
+    n = min(cfg.eval_batch, 256, len(data["yt"]))   # a small batch over-estimates: conservative
+    steps = cfg.attack_steps or YANG_PGD_STEPS
+    robust_accuracy(model, data["xt"][:n], data["yt"][:n], YANG_EPS_LINF["mnist"], "inf", "pgd",
+                    steps=steps, batch_size=cfg.eval_batch,
+                    generator=torch.Generator(device=device).manual_seed(1))
+    return float(n * (steps + 3))
+
+
+# ---- the campaign --------------------------------------------------------------------------
+
+def all_runs(cfg: YrzscConfig) -> list[str]:
+    return [run_name(g.arch, m) for g in groups_for(cfg) for m in g.methods]
+
+
+def run(cfg: YrzscConfig, budget: Budget) -> dict:
+    """Run (or resume) the campaign within ``budget``; returns the manifest dict."""
+    from deep.experiments.experiment import resolve_device
+
+    device = resolve_device(cfg.device)
+    root = cfg.root
+    runs_dir = root / "runs"
+    groups = groups_for(cfg)
+    data = load_data(cfg, device)
+    plan_path = root / "plan.json"
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("out", "device", "data_root")}
+    if plan_path.is_file():
+        saved = read_json(plan_path)
+        if saved.get("settings") != _jsonable(settings):
+            raise ValueError(f"{plan_path} was made with other settings; use another --out or delete "
+                             f"{root}")
+        plan = saved["plan"]
+        log(f"[{CAMPAIGN}] resuming the saved plan: {plan['epochs']} epoch(s)")
+    else:
+        todo = [g for g in groups if not all(finished(runs_dir / f"{run_name(g.arch, m)}.json")
+                                             for m in g.methods)]
+        plan = pilot(cfg, todo or groups, data, device, budget)
+        atomic_write_json(plan_path, {"settings": settings, "plan": plan})
+        log(f"[{CAMPAIGN}] pilot: {plan['train_epoch_seconds_all_groups']:.1f} s per epoch (all "
+            f"groups), evaluation {plan['eval_seconds_total']:.1f} s -> {plan['epochs']} epoch(s)")
+    devs = deviations(cfg, plan, device)
+    E = plan["epochs"]
+    for g in groups:
+        names = [run_name(g.arch, m) for m in g.methods]
+        if all(finished(runs_dir / f"{n}.json") for n in names):
+            continue
+        if budget.expired():
+            break
+        started = time.perf_counter()
+        template = fresh_models(g.arch, 1, device, cfg.seed, _size(cfg))[0]
+        model = g.build(fresh_models(g.arch, len(g.methods), device, cfg.seed, _size(cfg)))
+        reserve = plan["eval_seconds_per_model"][g.arch] * len(g.methods)
+        res = train_group(g, model, data["x"], data["y"], epochs=E,
+                          batch_size=plan["batch_size"], sched=schedule(cfg), seed=cfg.seed,
+                          checkpoint=root / "checkpoints" / f"{g.name}.ckpt",
+                          should_stop=lambda: budget.expired(reserve=min(reserve, 0.5 * budget.seconds)))
+        if not res["finished"]:
+            log(f"[{CAMPAIGN}] {g.name}: stopped by the budget; checkpoint kept, rerun to resume")
+            break
+        models = model.unstack(template) if len(g.methods) > 1 and g.kind != "single" else [model]
+        train_seconds = time.perf_counter() - started
+        for m, mod in zip(g.methods, models):
+            path = runs_dir / f"{run_name(g.arch, m)}.json"
+            if finished(path) is not None:
+                continue
+            if budget.stopped():
+                break
+            t0 = time.perf_counter()
+            ev = evaluate(mod, cfg, data, device)
+            rec = {"campaign": CAMPAIGN, "dataset": "mnist", "model": g.arch, "method": m.spec,
+                   "label": m.label, "method_config": asdict(m), "group": g.name,
+                   "epochs": E, "paper_epochs": YANG_EPOCHS["mnist"], "batch_size": plan["batch_size"],
+                   "lr": cfg.lr, "lr_milestones_fraction": list(LR_MILESTONES),
+                   "momentum": YANG_SGD_MOMENTUM["mnist"], "eps": YANG_EPS_LINF["mnist"],
+                   "n_train": len(data["y"]), "n_test": len(data["yt"]), **ev,
+                   "history": res["history"], "group_train_seconds": train_seconds,
+                   "eval_seconds": time.perf_counter() - t0, "deviations": devs}
+            write_result(path, rec, seed=cfg.seed, device=device, started=started)
+            budget.note_run_done()
+            log(f"[{CAMPAIGN}] {path.name}: PGD adv test {ev['pgd']['adv_test_acc']:.2f}%, MT "
+                f"{ev['mt']['adv_test_acc']:.2f}%, Lipschitz {ev['test_lipschitz']:.2f}")
+    return finish(cfg, budget, plan, devs, device)
+
+
+def _jsonable(obj):
+    import json
+    return json.loads(json.dumps(obj, default=str))
+
+
+def collect(cfg: YrzscConfig) -> dict:
+    """The finished runs as the paper's tables (rows in the paper's order)."""
+    runs_dir = cfg.root / "runs"
+    tables = {}
+    for key, (arch, attack, title) in TABLES.items():
+        if arch not in cfg.archs:
+            continue
+        rows = []
+        for spec in cfg.methods:
+            r = finished(runs_dir / f"{run_name(arch, cfg.method_config(spec))}.json")
+            if r is None:
+                continue
+            rows.append({"method": r["method"], "label": r["label"], **r[attack],
+                         "epochs": r["epochs"], "run_json": f"runs/{run_name(arch, cfg.method_config(spec))}.json"})
+        tables[key] = {"title": title, "model": arch, "attack": attack, "rows": rows}
+    return tables
+
+
+def table_markdown(tables: dict, epochs: int, approx_note: str = "") -> str:
+    out = []
+    for key, t in tables.items():
+        out.append(f"**{t['title']} - MNIST, eps 0.1, {epochs} epoch(s) (paper: 160, learning-rate "
+                   f"steps compressed proportionally){approx_note}**\n")
+        out.append("| method | " + " | ".join(COLUMNS) + " |")
+        out.append("|" + "---|" * (len(COLUMNS) + 1))
+        for r in t["rows"]:
+            out.append(f"| {r['label']} | " + " | ".join(f"{r[c]:.2f}" for c in COLUMNS) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def finish(cfg: YrzscConfig, budget: Budget, plan: dict, devs: list[str], device) -> dict:
+    """Combined tables (whatever finished), ``campaign_yrzsc_mnist.json`` and the manifest."""
+    names = all_runs(cfg)
+    done = [n for n in names if finished(cfg.root / "runs" / f"{n}.json") is not None]
+    left = [n for n in names if n not in done]
+    tables = collect(cfg)
+    E = plan["epochs"]
+    header = (f"YRZSC MNIST Tables 2/9/10: {E} epoch(s) per run (paper: 160; learning-rate steps "
+              f"compressed proportionally)")
+    combined = {"campaign": CAMPAIGN, "header": header, "epochs": E, "tiny": cfg.tiny,
+                "paper_epochs": YANG_EPOCHS["mnist"], "complete": not left, "runs_done": done,
+                "runs_left": left, "plan": plan, "deviations": devs, "columns": list(COLUMNS),
+                "units": "percent except test_lipschitz", "tables": tables}
+    write_result(cfg.out / "campaign_yrzsc_mnist.json", combined, seed=cfg.seed, device=device,
+                 started=budget.start)
+    atomic_write_text(cfg.out / "campaign_yrzsc_mnist.md", f"# {header}\n\n" + table_markdown(tables, E))
+    status = "complete" if not left else ("stopped" if budget.stopped() or budget.expired() else "partial")
+    write_manifest(cfg.out, campaign=CAMPAIGN, seed=cfg.seed, device=device, budget=budget,
+                   plan=plan, deviations=devs, runs_done=done, runs_left=left, status=status)
+    log(f"[{CAMPAIGN}] {len(done)}/{len(names)} runs finished ({status}); "
+        f"{cfg.out / 'campaign_yrzsc_mnist.json'}")
+    return {"done": done, "left": left, "status": status}
