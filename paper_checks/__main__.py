@@ -46,23 +46,6 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(x for x in lines if x is not None)
 
 
-def _check_output_path(path: str) -> None:
-    """--json must name a file in an existing, writable folder (not a folder, not under a file)."""
-    import os
-    from pathlib import Path
-
-    from plumbing.cli import UsageError
-
-    p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"--json: {path} is a folder; give a file path, e.g. {p / 'paper_checks.json'}")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"--json: folder {parent} does not exist (or is a file); create it first")
-    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise UsageError(f"--json: {path} is not writable")
-
-
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog="python -m paper_checks", description=__doc__)
     ap.add_argument("--slow", action="store_true", help="also run slow and gpu-class claims")
@@ -87,8 +70,6 @@ def main(argv=None) -> int:
         for c in claims():
             print(f"{c.id:40s} {c.kind:12s} {c.cost:5s} {c.paper:6s} {c.location:14s} {c.claim}")
         return 0
-    if args.json:
-        _check_output_path(args.json)          # before any computing
     rows = run_claims(include_slow=args.slow, only=args.only)
     print(format_rows(rows))
     if args.json:
