@@ -76,6 +76,18 @@ def _record(name: str, root, split: str, fid: Fidelity) -> None:
         print(fid.line(), flush=True)
 
 
+def fidelity_state() -> dict:
+    """What this process has recorded about the data it loaded (to hand to a worker process,
+    e.g. a Ray task, whose results must record the same fidelity as a local run)."""
+    return dict(_FIDELITY)
+
+
+def restore_fidelity_state(state: dict | None) -> None:
+    """Adopt the records of :func:`fidelity_state` from the process that loaded the data."""
+    for key, fid in (state or {}).items():
+        _FIDELITY.setdefault(key, fid)
+
+
 def data_fidelity(name: str, root=None) -> Fidelity:
     """Fidelity of ``name`` at ``root`` (both splits), from this process's loads when there were
     any, else checked now (cheap once the data is cached)."""

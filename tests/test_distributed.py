@@ -303,6 +303,34 @@ def test_tiny_scaling_law_grid_ray_equals_local(ray_local, mnist_root, tmp_path)
            [{k: v for k, v in r.items() if k != "wall_seconds"} for r in sb]
 
 
+def test_tiny_tradeoff_table_ray_equals_local_with_data_fidelity(ray_local, mnist_root, tmp_path):
+    """One YRZSC table row (--tiny, natural) on Ray equals the local run, and its per-run JSON
+    records the data's fidelity (checksum match, approximate) although the worker never loaded
+    the data itself."""
+    from deep.experiments.tradeoff_table import main
+
+    common = ["--tiny", "--methods", "natural", "--data-root", str(mnist_root)]
+    assert main(common + ["--out", str(tmp_path / "local")]) == 0
+    assert main(common + ["--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "local" / "runs").glob("*natural.json"))
+    assert runs and runs == sorted(p.name for p in (tmp_path / "ray" / "runs").glob("*natural.json"))
+    for nm in runs:
+        a = json.loads((tmp_path / "local" / "runs" / nm).read_text())
+        b = json.loads((tmp_path / "ray" / "runs" / nm).read_text())
+        assert b["checksum_match"] is True and b["approximate"] is False
+        assert _strip_run_any(a) == _strip_run_any(b), nm
+
+
+def _strip_run_any(rec: dict) -> dict:
+    """A run's JSON without wall-clock fields (provenance, any 'seconds' at any depth)."""
+    if isinstance(rec, dict):
+        return {k: _strip_run_any(v) for k, v in rec.items()
+                if k not in ("provenance", "seconds", "wall_seconds")}
+    if isinstance(rec, list):
+        return [_strip_run_any(v) for v in rec]
+    return rec
+
+
 def _fails(config, workdir=None):
     raise ValueError(f"bad setting in {config.name}")
 

@@ -45,13 +45,15 @@ def _preload(splits) -> None:
     import numpy as np
     import torch
 
-    from deep.data import to_tensor_images
+    from deep.data import _record, to_tensor_images
     from deep.experiments import pl_runs
 
-    for key, (images, labels) in (splits or {}).items():
+    for key, (images, labels, fidelity) in (splits or {}).items():
         if key not in pl_runs._CACHE:
             pl_runs._CACHE[key] = (to_tensor_images(images),
                                    torch.from_numpy(np.asarray(labels, dtype=np.int64)))
+        name, split, root = key
+        _record(name, root, split, fidelity)     # the result records the fidelity as a local load does
 
 
 def pl_job_run(job: PLJob, workdir=None, *, splits=None, torch_threads=None) -> dict:
@@ -95,13 +97,13 @@ def run_grid(args, common, device, run_configs) -> list[dict]:
             for c in run_configs]
     shared = {}
     if engine["engine"] == "ray":
-        from plumbing.datasets import load_dataset
+        from plumbing.datasets import load_dataset_with_fidelity
 
-        splits = {}
+        splits = {}      # (images, labels, fidelity): results record the data's fidelity as locally
         for ds in sorted({c.dataset for c in run_configs}):
             for split in ("train", "test"):
-                splits[(ds, split, str(common.data_root))] = load_dataset(ds, split,
-                                                                          common.data_root)
+                splits[(ds, split, str(common.data_root))] = load_dataset_with_fidelity(
+                    ds, split, common.data_root)
         shared["splits"] = splits
         if str(device).startswith("cpu"):
             import torch

@@ -243,9 +243,14 @@ class TableJob(ConfigMixin):
             check_int("stop_after_epochs", self.stop_after_epochs, min_value=1)
 
 
-def table_job_run(job: TableJob, workdir=None, *, data, torch_threads=None) -> dict | None:
+def table_job_run(job: TableJob, workdir=None, *, data, torch_threads=None,
+                  fidelity=None) -> dict | None:
     """:func:`run_one` for a sweep; ``data`` = (xtr, ytr, xte, yte), loaded once by the caller
-    (with Ray: one copy per node in the object store)."""
+    (with Ray: one copy per node in the object store); ``fidelity``: the caller's record of that
+    data (``deep.data.fidelity_state``), so a worker's JSON says what a local run's says."""
+    from deep.data import restore_fidelity_state
+
+    restore_fidelity_state(fidelity)
     if torch_threads is not None and torch.get_num_threads() != torch_threads:
         torch.set_num_threads(torch_threads)     # same float sums as the local engine
     device = torch.device(job.device)
@@ -390,7 +395,9 @@ def main(argv=None) -> int:
     data = load_data(cfgs[0], common.data_root)
     jobs = [TableJob(table=c, out=str(common.out), device=str(device),
                      stop_after_epochs=args.stop_after_epochs) for c in cfgs]
-    shared = {"data": data}
+    from deep.data import fidelity_state
+
+    shared = {"data": data, "fidelity": fidelity_state()}
     if engine["engine"] == "ray" and device.type == "cpu":
         shared["torch_threads"] = torch.get_num_threads()
     results = run_sweep(TABLE, jobs, shared=shared, desc="methods", **engine)
