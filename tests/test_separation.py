@@ -305,3 +305,27 @@ def test_cli_npz_and_bad_input(tmp_path):
     _one_line(run_cli("--dataset", "npz", "--data-root", str(tmp_path / "empty.npz")))
     _one_line(run_cli("--dataset", "imagenet"))
     _one_line(run_cli("--dataset", "svhn", "--data-root", str(tmp_path)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 48), st.booleans())
+def test_l2_float32_projection_bound_is_a_lower_bound(seed, d, low_rank):
+    """The float32 tiled l2 bound (:func:`_l2_bounds_tiled` on :func:`_l2_features`) never
+    exceeds the exact integer squared distance. With d <= 32 directions (or rank-deficient data)
+    the residual vanishes and the bound is tight, so without the rounding margin (tol_c = 0)
+    rounding alone pushes some bounds above the exact value: that makes this test red."""
+    from theory.separation import _l2_bounds_tiled, _l2_features
+    rng = np.random.default_rng(seed)
+    if low_rank:
+        basis = rng.integers(0, 256, (3, d))
+        w = rng.random((80, 3))
+        a = np.clip(np.rint(w @ basis / w.sum(1, keepdims=True)), 0, 255).astype(np.uint8)
+    else:
+        a = rng.integers(0, 256, (80, d)).astype(np.uint8)
+    q, r = a[:30], a[30:]
+    zq, rq, nq, zrt, rr, nr, tol_c = _l2_features(q, r)
+    out = np.empty((len(q), len(r)), np.float32)
+    _l2_bounds_tiled(zq, rq, nq, zrt, rr, nr, tol_c, out)
+    diff = q[:, None, :].astype(np.int64) - r[None, :, :].astype(np.int64)
+    exact = (diff * diff).sum(-1)
+    assert np.all(out.astype(np.float64) <= exact)

@@ -54,12 +54,15 @@ touched (R is sorted by label). numba, parallel over blocks of queries.
 l2, uint8 input (:func:`_l2_u8_kernel`): with P the 32 principal directions of a seeded
 reference subsample (orthonormal), z = P(x - mu) and rho the norm of the residual of x - mu off
 span(P), ||q - r||^2 >= ||z_q - z_r||^2 + (rho_q - rho_r)^2 (Pythagoras and the triangle
-inequality). This bound, lowered by a margin of 64 (eta + (d + k + 4) u) (||q - mu|| + ||r - mu||)^2
-(u the float64 unit roundoff, eta the measured departure of P from orthonormality) that exceeds
-its rounding error, orders and prunes the candidates; every distance that decides anything is
-the exact integer sum of squared differences (float32 blocks of 256 coordinates, where every
-partial sum is an integer below 2^24). So the squared distances are exact and the returned
-distance is sqrt of the exact integer, as in direct summation.
+inequality). This bound is evaluated in float32, tiled (a block of queries against a chunk of
+references, :func:`_l2_bounds_tiled`), and lowered by a margin
+64 (eta + (d + k + 4) u64 + (k + 8) u32) (||q - mu|| + ||r - mu||)^2 (eta the measured departure
+of P from orthonormality) that exceeds its rounding error (:func:`_l2_features`); it only orders
+and prunes the candidates. The 32 candidates with the lowest bounds are checked first, then the
+rest in index order. Every distance that decides anything is the exact integer sum of squared
+differences (float32 blocks of 256 coordinates, where every partial sum is an integer below
+2^24). So the squared distances are exact and the returned distance is sqrt of the exact
+integer, as in direct summation.
 
 l2, float input: blocked float64 BLAS on ||q||^2 + ||r||^2 - 2 q.r; every candidate within the
 rounding-error bound of the block minimum is recomputed directly, so the minimum is the
@@ -676,6 +679,8 @@ def _linf_u8_sorted_kernel(Q, QG, qcode, R, RG, RT, code_start, code_end, table,
 _L2_DIMS = 32       # principal directions in the l2 lower bound
 _L2_SAMPLE = 4096   # references used to fit them (seeded subsample)
 _L2_QBLOCK = 16     # queries per parallel block
+_L2_CHUNK = 512     # references per tile of the lower-bound pass
+_L2_FIRST = 32      # candidates with the lowest bounds checked first (initial best)
 _L2_TOL = 64.0      # safety factor on the float64 rounding bound of the lower bound
 _L2_U8_KERNEL = True  # False: the blocked float64 GEMM for uint8 too (reference / timing)
 
@@ -719,6 +724,22 @@ def _l2_bound_add(zq, row, out):
         out[j] += u * u
 
 
+@njit(cache=True)
+def _l2_bounds_tiled(ZQ, rhoQ, nQ, ZRT, rhoR, nR, tol_c, out):
+    """out[i, j] = (rhoQ_i - rhoR_j)^2 + ||ZQ_i - ZR_j||^2 - tol_c (nQ_i + nR_j)^2, float32,
+    computed a chunk of references at a time for all the queries, so that the chunk of the
+    coordinate-major projections ZRT stays in cache."""
+    nr = ZRT.shape[1]
+    k = ZRT.shape[0]
+    for c0 in range(0, nr, _L2_CHUNK):
+        c1 = min(nr, c0 + _L2_CHUNK)
+        for i in range(ZQ.shape[0]):
+            row = out[i, c0:c1]
+            _l2_bound_init(rhoQ[i], nQ[i], rhoR[c0:c1], nR[c0:c1], tol_c, row)
+            for t_ in range(k):
+                _l2_bound_add(ZQ[i, t_], ZRT[t_, c0:c1], row)
+
+
 @njit(parallel=True, cache=True)
 def _l2_u8_kernel(Q, ZQ, rhoQ, nQ, qcode, R, ZRT, rhoR, nR, code_start, code_end, tol_c, qblock):
     """Exact nearest reference with a different label code (l2, uint8; R sorted by label code).
@@ -728,8 +749,10 @@ def _l2_u8_kernel(Q, ZQ, rhoQ, nQ, qcode, R, ZRT, rhoR, nR, code_start, code_end
     residual of x - mu off span(P)): ||q - r||^2 = ||P(q - r)||^2 + ||residual(q) - residual(r)||^2
     >= ||z_q - z_r||^2 + (rho_q - rho_r)^2. It is computed in float64 and lowered by
     tol_c * (||q - mu|| + ||r - mu||)^2, a safe margin over its rounding error, so a candidate is
-    skipped only when its exact squared distance is >= the exact running best. Candidates are
-    visited in increasing bound; exact distances are integer sums (no rounding)."""
+    skipped only when its exact squared distance is >= the exact running best. The bounds are
+    computed tiled (a block of queries against a chunk of references whose projections stay in
+    cache); candidates are visited in increasing bound; exact distances are integer sums (no
+    rounding)."""
     nq, d = Q.shape
     nr = R.shape[0]
     k = ZRT.shape[0]
@@ -737,57 +760,65 @@ def _l2_u8_kernel(Q, ZQ, rhoQ, nQ, qcode, R, ZRT, rhoR, nR, code_start, code_end
     out_i = np.empty(nq, np.int64)
     nblocks = (nq + qblock - 1) // qblock
     for b in prange(nblocks):
-        lb = np.empty(nr, np.float64)
+        q0 = b * qblock
+        q1 = min(nq, q0 + qblock)
+        lbs = np.empty((q1 - q0, nr), np.float32)
         cand = np.empty(nr, np.int64)
-        for qi in range(b * qblock, min(nq, b * qblock + qblock)):
+        # tiled lower bounds for every reference (own-label ones are ignored below)
+        _l2_bounds_tiled(ZQ[q0:q1], rhoQ[q0:q1], nQ[q0:q1], ZRT, rhoR, nR, tol_c, lbs)
+        for qi in range(q0, q1):
+            lb = lbs[qi - q0]
             q = Q[qi]
             c = qcode[qi]
             lo_a, hi_a = nr, nr
             if c >= 0:
                 lo_a, hi_a = code_start[c], code_end[c]
-            n1 = lo_a
-            ncand = n1 + (nr - hi_a)
-            if ncand == 0:
+            if lo_a + (nr - hi_a) == 0:
                 out_d[qi] = -1
                 out_i[qi] = -1
                 continue
-            rq = rhoQ[qi]
-            nq_ = nQ[qi]
-            # lower bounds for the packed candidates [0, lo_a) + [hi_a, nr)
-            n2 = nr - hi_a
-            _l2_bound_init(rq, nq_, rhoR[:n1], nR[:n1], tol_c, lb[:n1])
-            _l2_bound_init(rq, nq_, rhoR[hi_a:], nR[hi_a:], tol_c, lb[n1:ncand])
-            for t_ in range(k):
-                zq = ZQ[qi, t_]
-                _l2_bound_add(zq, ZRT[t_, :n1], lb[:n1])
-                _l2_bound_add(zq, ZRT[t_, hi_a:], lb[n1:ncand])
             # initial upper bound: the candidate with the smallest bound
-            jmin = 0
-            for j in range(1, ncand):
+            jmin = 0 if lo_a > 0 else hi_a
+            for j in range(lo_a):
                 if lb[j] < lb[jmin]:
                     jmin = j
-            jj = jmin if jmin < n1 else jmin - n1 + hi_a
-            best2 = _exact_sq_u8(q, R[jj], np.int64(1) << 62)
-            besti = jj
-            # candidates whose bound is below the best, visited in increasing bound
+            for j in range(hi_a, nr):
+                if lb[j] < lb[jmin]:
+                    jmin = j
+            # (bounds are float32; every comparison with an exact integer is made in float64)
+            best2 = _exact_sq_u8(q, R[jmin], np.int64(1) << 62)
+            besti = jmin
+            # candidates whose bound is below the best
             nc = 0
             fb = np.float64(best2)
-            for j in range(ncand):
+            for j in range(lo_a):
                 cand[nc] = j
-                nc += lb[j] < fb
-            sub = lb[cand[:nc]]
-            order = np.argsort(sub)
+                nc += np.float64(lb[j]) < fb
+            for j in range(hi_a, nr):
+                cand[nc] = j
+                nc += np.float64(lb[j]) < fb
+            # the _L2_FIRST lowest bounds first (a near-final best), then the rest in index order
+            if nc > _L2_FIRST:
+                thr = np.float64(np.partition(lb[cand[:nc]], _L2_FIRST)[_L2_FIRST])
+            else:
+                thr = np.inf
             for u in range(nc):
-                j = cand[order[u]]
-                if lb[j] >= np.float64(best2):
-                    break
-                jj = j if j < n1 else j - n1 + hi_a
-                if jj == besti:
-                    continue
-                s = _exact_sq_u8(q, R[jj], best2)
-                if s < best2:
-                    best2 = s
-                    besti = jj
+                jj = cand[u]
+                lj = np.float64(lb[jj])
+                if lj <= thr and jj != besti and lj < np.float64(best2):
+                    s = _exact_sq_u8(q, R[jj], best2)
+                    if s < best2:
+                        best2 = s
+                        besti = jj
+            if nc > _L2_FIRST:
+                for u in range(nc):
+                    jj = cand[u]
+                    lj = np.float64(lb[jj])
+                    if lj > thr and lj < np.float64(best2):
+                        s = _exact_sq_u8(q, R[jj], best2)
+                        if s < best2:
+                            best2 = s
+                            besti = jj
             out_d[qi] = best2
             out_i[qi] = besti
     return out_d, out_i
@@ -953,17 +984,24 @@ def _linf(Q, qcode, R, rcode, n_codes):
     return dist, idx
 
 
-def _l2_u8(Q, qcode, R, rcode, n_codes):
-    """uint8 l2 via :func:`_l2_u8_kernel` (projection lower bounds + exact integer distances)."""
-    perm = np.argsort(rcode, kind="stable")
-    Rs = np.ascontiguousarray(R[perm])
-    cs = rcode[perm]
-    code_start = np.searchsorted(cs, np.arange(n_codes), side="left").astype(np.int64)
-    code_end = np.searchsorted(cs, np.arange(n_codes), side="right").astype(np.int64)
+def _l2_features(Q, R, fit=None):
+    """Inputs of the l2 lower bound (:func:`_l2_u8_kernel`), as float32: the projections z onto
+    the k = min(_L2_DIMS, d) principal directions P of a seeded subsample of R (about their mean
+    mu), the residual norms rho and the norms ||x - mu||, for Q and (coordinate-major) for R, and
+    the margin factor tol_c. The directions are fitted on ``fit`` (default R).
+
+    Rounding. z, rho and ||x - mu|| are computed in float64 (errors below (d + k + 4) u64 and the
+    departure eta of P from orthonormality, relative to ||x - mu||), then rounded to float32, and
+    the bound is evaluated in float32: each difference is within about 2 u32 (|a| + |b|) of the
+    exact one and the sum of k + 1 squares adds at most (k + 2) u32 relative error, so the total
+    error is below (k + 8) u32 (||q - mu|| + ||r - mu||)^2 (Minkowski: the squared sums of |z| and
+    rho are ||x - mu||^2). The margin is _L2_TOL = 64 times the sum of these rates."""
     d = R.shape[1]
     k = min(_L2_DIMS, d)
+    fit = R if fit is None else fit
     rng = np.random.default_rng(0)
-    sub = R if len(R) <= _L2_SAMPLE else R[np.sort(rng.choice(len(R), _L2_SAMPLE, replace=False))]
+    sub = (fit if len(fit) <= _L2_SAMPLE
+           else fit[np.sort(rng.choice(len(fit), _L2_SAMPLE, replace=False))])
     mu = sub.mean(axis=0)
     xs = sub - mu
     w, v = np.linalg.eigh(xs.T @ xs)                     # principal directions of the sample
@@ -984,11 +1022,25 @@ def _l2_u8(Q, qcode, R, rcode, n_codes):
             rho[s:s + 4096] = np.sqrt(np.einsum("ij,ij->i", x, x))
         return z, rho, nrm
 
-    ZR, rhoR, nR = feats(Rs)
+    ZR, rhoR, nR = feats(R)
     ZQ, rhoQ, nQ = feats(Q)
     u = np.finfo(np.float64).eps
-    tol_c = _L2_TOL * (eta + (d + k + 4) * u)
-    d2, idx_s = _l2_u8_kernel(Q, ZQ, rhoQ, nQ, qcode, Rs, np.ascontiguousarray(ZR.T), rhoR, nR,
+    u32 = float(np.finfo(np.float32).eps)
+    tol_c = _L2_TOL * (eta + (d + k + 4) * u + (k + 8) * u32)
+    f32 = np.float32
+    return (ZQ.astype(f32), rhoQ.astype(f32), nQ.astype(f32), np.ascontiguousarray(ZR.T, dtype=f32),
+            rhoR.astype(f32), nR.astype(f32), f32(tol_c))
+
+
+def _l2_u8(Q, qcode, R, rcode, n_codes):
+    """uint8 l2 via :func:`_l2_u8_kernel` (projection lower bounds + exact integer distances)."""
+    perm = np.argsort(rcode, kind="stable")
+    Rs = np.ascontiguousarray(R[perm])
+    cs = rcode[perm]
+    code_start = np.searchsorted(cs, np.arange(n_codes), side="left").astype(np.int64)
+    code_end = np.searchsorted(cs, np.arange(n_codes), side="right").astype(np.int64)
+    ZQ, rhoQ, nQ, ZRT, rhoR, nR, tol_c = _l2_features(Q, Rs, fit=R)
+    d2, idx_s = _l2_u8_kernel(Q, ZQ, rhoQ, nQ, qcode, Rs, ZRT, rhoR, nR,
                               code_start, code_end, tol_c, _L2_QBLOCK)
     dist = np.where(idx_s >= 0, np.sqrt(np.maximum(d2, 0).astype(np.float64)), np.inf)
     idx = np.where(idx_s >= 0, perm[np.maximum(idx_s, 0)], -1)
