@@ -548,6 +548,8 @@ def _linf_u8_kernel(Q, qcode, R, M, pop, hi_idx, lo_idx, code_start, code_end, K
 
 # ---- uint8 l-inf kernel: key-pixel lower bounds, group-mean lower bounds, sorted visit ----
 
+
+
 _KEY_U8 = 32      # key pixels per query in the vectorised lower-bound pass (uint8 kernel)
 _GROUP = 12       # coordinates per group in the group-mean lower bound
 _U8_KERNEL = "auto"  # uint8 l-inf kernel: "auto", "sorted" or "bitset"
@@ -861,13 +863,23 @@ def _codes(ql, rl):
     return qcode, rcode.astype(np.int64), len(uniq)
 
 
+@njit(cache=True)
+def _col_hist_u8(A):
+    """hist[v, p] = #{i : A[i, p] == v} for a uint8 (n, d) array (int64)."""
+    n, d = A.shape
+    hist = np.zeros((256, d), np.int64)
+    for i in range(n):
+        for p in range(d):
+            hist[A[i, p], p] += 1
+    return hist
+
+
 def _kill_table(R, tau, rng_seed=0, sample=4096):
     """(256, d) uint8 table: table[v, p] = 255 * estimated P_r(|v - r_p| >= tau) (uint8 R),
     from a seeded subsample of the references."""
     rng = np.random.default_rng(rng_seed)
     sub = R if len(R) <= sample else R[np.sort(rng.choice(len(R), sample, replace=False))]
-    d = R.shape[1]
-    hist = np.stack([np.bincount(sub[:, p], minlength=256) for p in range(d)], axis=1)
+    hist = _col_hist_u8(np.ascontiguousarray(sub))
     cdf = np.cumsum(hist, axis=0) / len(sub)              # cdf[v] = P(r <= v), v = 0..255
     t = int(math.ceil(tau))
     v = np.arange(256)
@@ -916,6 +928,10 @@ def _pilot_tau(Q, qcode, R, rcode, seed=0, n_q=48, n_r=1500):
     rng = np.random.default_rng(seed)
     qi = rng.choice(len(Q), min(n_q, len(Q)), replace=False)
     ri = rng.choice(len(R), min(n_r, len(R)), replace=False)
+    if Q.dtype == np.uint8 and R.dtype == np.uint8:           # same values, compiled
+        v = _pilot_u8(Q, qcode, R, rcode, qi.astype(np.int64), ri.astype(np.int64))
+        v = v[v >= 0]
+        return float(np.median(v)) if len(v) else 0.0
     rq = R[ri].astype(np.float32 if R.dtype == np.uint8 else np.float64)
     vals = []
     for i in qi:
@@ -930,12 +946,37 @@ def _pilot_tau(Q, qcode, R, rcode, seed=0, n_q=48, n_r=1500):
 
 @njit(parallel=True, cache=True)
 def _transpose(a):
+    """Coordinate-major copy of a (n, d) array, in cache tiles of 64 rows x 64 columns."""
     n, d = a.shape
     out = np.empty((d, n), a.dtype)
-    for b in prange((n + 255) // 256):
-        for i in range(b * 256, min(n, b * 256 + 256)):
-            for p in range(d):
+    nbi = (n + 63) // 64
+    nbp = (d + 63) // 64
+    for t in prange(nbi * nbp):
+        i0 = (t // nbp) * 64
+        p0 = (t % nbp) * 64
+        i1 = min(n, i0 + 64)
+        p1 = min(d, p0 + 64)
+        for p in range(p0, p1):
+            for i in range(i0, i1):
                 out[p, i] = a[i, p]
+    return out
+
+
+@njit(cache=True)
+def _pilot_u8(Q, qcode, R, rcode, qi, ri):
+    """For each query Q[qi[k]]: min over references R[ri] of another label code of the exact
+    l-inf distance (uint8), or -1 when there is none."""
+    out = np.empty(qi.shape[0], np.float64)
+    d = Q.shape[1]
+    for k in range(qi.shape[0]):
+        q = Q[qi[k]]
+        best = np.inf
+        for j in ri:
+            if rcode[j] != qcode[qi[k]]:
+                m = _chunk_absmax(q, R[j], 0, d)
+                if m < best:
+                    best = m
+        out[k] = best if best < np.inf else -1.0
     return out
 
 
