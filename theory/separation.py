@@ -75,7 +75,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit, prange
-from numba.extending import overload
+from numba import types as nbtypes
+from numba.extending import intrinsic, overload
 
 from plumbing.validation import check_array, check_choice, check_int
 
@@ -549,12 +550,37 @@ def _linf_u8_kernel(Q, qcode, R, M, pop, hi_idx, lo_idx, code_start, code_end, K
 # ---- uint8 l-inf kernel: key-pixel lower bounds, group-mean lower bounds, sorted visit ----
 
 
+@intrinsic
+def _prefetch_row(typingctx, arr, i):
+    """A cache prefetch hint for the start of row i of a 2-D C-contiguous array (LLVM
+    ``llvm.prefetch``; a hint only, no effect on any result)."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    if not (isinstance(arr, nbtypes.Array) and arr.ndim == 2 and isinstance(i, nbtypes.Integer)):
+        return None
+    sig = nbtypes.void(arr, i)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = context.cast(builder, args[1], signature.args[1], nbtypes.intp)
+        zero = context.get_constant(nbtypes.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [idx, zero])
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, cgutils.voidptr_t), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
 
 _KEY_U8 = 32      # key pixels per query in the vectorised lower-bound pass (uint8 kernel)
 _GROUP = 12       # coordinates per group in the group-mean lower bound
 _U8_KERNEL = "auto"  # uint8 l-inf kernel: "auto", "sorted" or "bitset"
 _SATURATED = 0.5     # "auto": bitset kernel when at least this fraction of pixels is 0 or 255
 _QBLOCK_SV = 16   # queries per parallel block
+_PF_AHEAD = 8     # candidates ahead whose group means are prefetched
 
 
 @njit(parallel=True, cache=True)
@@ -650,13 +676,18 @@ def _linf_u8_sorted_kernel(Q, QG, qcode, R, RG, RT, code_start, code_end, table,
                 if w1 > lev_stop - 1:
                     w1 = lev_stop - 1
                 ng = 0
+                wl = np.uint8(w0)
+                wspan = np.uint8(w1 - w0)
                 for j in range(ncand):
-                    lv = np.int64(pm[j])
-                    if lv >= w0 and lv <= w1:
-                        bucket[ng] = j
-                        ng += 1
-                # within a window, candidates in index order (memory locality)
+                    bucket[ng] = j
+                    ng += np.uint8(pm[j] - wl) <= wspan
+                # within a window, candidates in index order (memory locality); the group means
+                # of the candidate _PF_AHEAD places ahead are prefetched
                 for u in range(ng):
+                    if u + _PF_AHEAD < ng:
+                        jn = bucket[u + _PF_AHEAD]
+                        if np.float64(pm[jn]) < best:
+                            _prefetch_row(RG, jn if jn < n1 else jn - n1 + hi_a)
                     j = bucket[u]
                     lb = np.float64(pm[j])
                     if lb >= best:
