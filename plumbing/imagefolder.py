@@ -290,7 +290,10 @@ def _read_cache(path: Path, key: str, classes) -> ImageFolderData:
 
 
 def _writable_dir(d: Path) -> bool:
-    return d.is_dir() and os.access(d, os.W_OK)
+    """A folder we may write a cache into: writable for this user AND not marked read-only by its
+    mode bits (root may write anywhere; a shared data folder without write bits, as in CI, is
+    still left untouched)."""
+    return d.is_dir() and os.access(d, os.W_OK) and bool(d.stat().st_mode & 0o222)
 
 
 def read_image_folder(root, classes=None, *, cache: bool = True) -> ImageFolderData:
