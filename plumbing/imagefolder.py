@@ -26,12 +26,12 @@ import io
 import os
 import sys
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from plumbing.io import atomic_writer
 from plumbing.progress import progress
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -236,20 +236,8 @@ def _write_cache(path: Path, data: ImageFolderData, key: str) -> None:
               "classes": np.array(list(data.classes), dtype=str), "lossy": np.array(bool(data.lossy))}
     for split, (x, y) in data.splits.items():
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = x, y
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_writer(path) as fh:
+        np.savez(fh, **arrays)
 
 
 class _Stale(Exception):
@@ -290,7 +278,10 @@ def _read_cache(path: Path, key: str, classes) -> ImageFolderData:
 
 
 def _writable_dir(d: Path) -> bool:
-    return d.is_dir() and os.access(d, os.W_OK)
+    """A folder we may write a cache into: writable for this user AND not marked read-only by its
+    mode bits (root may write anywhere; a shared data folder without write bits, as in CI, is
+    still left untouched)."""
+    return d.is_dir() and os.access(d, os.W_OK) and bool(d.stat().st_mode & 0o222)
 
 
 def read_image_folder(root, classes=None, *, cache: bool = True) -> ImageFolderData:

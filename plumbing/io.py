@@ -3,6 +3,7 @@ corrupt file (project standards: results are written atomically, never silently 
 lost; a corrupt file is named together with what to do about it)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -35,8 +36,12 @@ def _jsonable(obj):
     return obj
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file in the target folder, fsync, then rename over ``path``."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike):
+    """Binary file handle on a temporary file in the target folder; on success it is fsynced and
+    renamed over ``path`` (readers see the old file or the new one, never half of one); on any
+    error the temporary file is removed and ``path`` is untouched. Streams, so large arrays
+    (``np.savez(fh, ...)``) need no second copy in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -45,7 +50,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -55,7 +60,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         except FileNotFoundError:
             pass
         raise
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file in the target folder, fsync, then rename over ``path``."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:

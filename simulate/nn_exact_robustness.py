@@ -198,8 +198,7 @@ def run(cfg: Config) -> dict:
         "perturbations": "unconstrained (no [0, 1] box)",
         "train_indices": itr.tolist(), "test_indices": ite.tolist(),
         "norms": per_norm, "settings": cfg.settings(), "eps": cfg.eps,
-        "provenance": provenance(seed=cfg.seed, wall_seconds=time.perf_counter() - t0, device="cpu",
-                                 machine_note="shared 2-core machine, loaded by other jobs"),
+        "provenance": provenance(seed=cfg.seed, wall_seconds=time.perf_counter() - t0, device="cpu"),
     }
     if cfg.json:
         atomic_write_json(cfg.json, out)

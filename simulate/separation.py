@@ -167,9 +167,12 @@ def main(argv=None) -> int:
         _hist_png(row, args, Path(args.hist), f"{display_name(args.dataset)}{fidelity.title_suffix()}")
         out["hist"] = str(args.hist)
     if args.json:
-        out["train_train_hist"] = [a.tolist() for a in histogram(row.train_train, 50)]
+        # uint8 l-inf distances are multiples of 1/scale: lattice-aligned bins (no stripes)
+        integer = np.issubdtype(xtr.dtype, np.integer)
+        lattice = 1.0 / row.scale if (args.norm == "inf" and integer) else None
+        out["train_train_hist"] = [a.tolist() for a in histogram(row.train_train, 50, lattice=lattice)]
         if xte is not None:
-            out["test_train_hist"] = [a.tolist() for a in histogram(row.test_train, 50)]
+            out["test_train_hist"] = [a.tolist() for a in histogram(row.test_train, 50, lattice=lattice)]
         atomic_write_json(args.json, out)
     return 0
 

@@ -125,8 +125,7 @@ def run(cfg: Config) -> dict:
                     "gr": "non-convex: local BFGS from the natural fit, gtol 1e-8",
                     "llr": "non-convex, non-smooth: local BFGS from the natural fit, gtol 1e-8"},
         "settings": settings,
-        "provenance": provenance(seed=cfg.seed, wall_seconds=time.perf_counter() - t0, device="cpu",
-                                 machine_note="shared 2-core machine, loaded by other jobs"),
+        "provenance": provenance(seed=cfg.seed, wall_seconds=time.perf_counter() - t0, device="cpu"),
     }
     if cfg.json:
         atomic_write_json(cfg.json, out)

@@ -78,7 +78,7 @@ from numba import njit, prange
 from numba import types as nbtypes
 from numba.extending import intrinsic, overload
 
-from plumbing.validation import check_array, check_choice, check_int
+from plumbing.validation import check_array, check_choice, check_float, check_int
 
 NORMS = ("inf", "2")
 
@@ -1272,12 +1272,25 @@ def random_label_row(train_x, train_y, test_x, test_y, seed: int, norm: str = "i
                           None if test_y is None else random_labels(test_y, seed + 1), norm, scale)
 
 
-def histogram(values, bins: int = 50, range_: tuple[float, float] | None = None):
-    """(counts, edges) of separation values (Figures 2 and 5)."""
+def histogram(values, bins: int = 50, range_: tuple[float, float] | None = None,
+              lattice: float | None = None):
+    """(counts, edges) of separation values (Figures 2 and 5).
+
+    ``lattice``: the values are multiples of this step (l-inf distances of uint8 images are
+    k/255): the edges then fall half-way between lattice points and every bin holds the same
+    number of them (at most ``bins`` bins), so the histogram has no aliasing stripes (equal-width
+    bins over such values hold alternately one and two lattice points)."""
     bins = check_int("bins", bins, min_value=1)
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
-    return np.histogram(v, bins=bins, range=range_)
+    if lattice is None or v.size == 0:
+        return np.histogram(v, bins=bins, range=range_)
+    lattice = check_float("lattice", lattice, low=0.0, low_open=True)
+    lo, hi = (np.asarray(range_, dtype=np.float64) if range_ is not None else (v.min(), v.max()))
+    k_lo, k_hi = int(np.floor(lo / lattice + 1e-9)), int(np.ceil(hi / lattice - 1e-9))
+    per_bin = max(1, -(-(k_hi - k_lo + 1) // bins))
+    edges = (np.arange(k_lo, k_hi + per_bin + 1, per_bin) - 0.5) * lattice
+    return np.histogram(v, bins=edges)
 
 
 def _row_keys(x):
