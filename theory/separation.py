@@ -38,6 +38,8 @@ MNIST; otherwise the sorted kernel, as on natural images). Both return the same 
   floor-mean bound of groups of 12 consecutive coordinates (:func:`_group_floor_means`: for
   uint8 data ||q - r||_inf >= |floor mean_G q - floor mean_G r| for any group G), and only then
   gets the exact early-exit distance; the visit stops at the first bound >= the best distance.
+  (Speed only: each window's candidate list is built branch-free, and the group means a few
+  candidates ahead are prefetched with an LLVM prefetch hint.)
 
 numba, parallel over blocks of queries.
 
