@@ -347,3 +347,17 @@ def test_lattice_histogram_has_no_aliasing_stripes():
     assert plain.max() > plain.min() * 1.5                        # the stripes it replaces
     with pytest.raises(ValueError, match="lattice"):
         histogram(values, 50, lattice=0.0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_uint8_l2_many_candidates_under_the_first_best(seed):
+    """Uniform random uint8 rows in d = 96 > 32 directions: the projection bound is weak, so far
+    more than the 32 lowest-bound candidates lie under the first best and the second (index
+    order) visit of the l2 kernel decides the answer; it must equal brute force."""
+    rng = np.random.default_rng(seed)
+    r = rng.integers(0, 256, (400, 96)).astype(np.uint8)
+    rl = rng.integers(0, 2, len(r))
+    q = rng.integers(0, 256, (20, 96)).astype(np.uint8)
+    ql = rng.integers(0, 2, len(q))
+    check(q, ql, r, rl, "2")
