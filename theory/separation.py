@@ -35,7 +35,7 @@ MNIST; otherwise the sorted kernel, as on natural images). Both return the same 
 * Sorted kernel (:func:`_linf_u8_sorted_kernel`). Per query, its 32 key pixels (most likely to
   differ by the typical separation) give in one vectorised pass a lower bound for every
   candidate; candidates are visited in increasing bound, each is first tested against the
-  floor-mean bound of groups of 12 consecutive coordinates (:func:`_group_floor_means`: for
+  floor-mean bound of groups of 6 consecutive coordinates (:func:`_group_floor_means`: for
   uint8 data ||q - r||_inf >= |floor mean_G q - floor mean_G r| for any group G), and only then
   gets the exact early-exit distance; the visit stops at the first bound >= the best distance.
   (Speed only: each window's candidate list is built branch-free, and the group means a few
@@ -578,7 +578,7 @@ def _prefetch_row(typingctx, arr, i):
 
 
 _KEY_U8 = 32      # key pixels per query in the vectorised lower-bound pass (uint8 kernel)
-_GROUP = 12       # coordinates per group in the group-mean lower bound
+_GROUP = 6        # coordinates per group in the group-mean lower bound
 _U8_KERNEL = "auto"  # uint8 l-inf kernel: "auto", "sorted" or "bitset"
 _SATURATED = 0.5     # "auto": bitset kernel when at least this fraction of pixels is 0 or 255
 _QBLOCK_SV = 16   # queries per parallel block
