@@ -281,15 +281,27 @@ def _strip_run(rec: dict) -> dict:
     return rec
 
 
+def _cli(ray, module: str, argv: list[str]) -> None:
+    """Run a command as a user does, in a fresh process (CPU float sums depend on process-wide
+    threading state that earlier tests in this process may have changed); with ``--engine ray`` it
+    joins this module's local Ray cluster."""
+    import subprocess
+    import sys
+
+    if "--engine" in argv:
+        argv = argv + ["--address", ray.get_runtime_context().gcs_address]
+    p = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True,
+                       env=os.environ.copy(), timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
 def test_tiny_scaling_law_grid_ray_equals_local(ray_local, mnist_root, tmp_path):
     """A 2-run scaling-law grid (aol_mlp at n = 32 and 64, --tiny): one Ray task per run, MNIST
     put in the object store once; every run's JSON (history, CRA, accuracies) equals the local
     engine's exactly."""
-    from deep.experiments.scaling_law import main
-
     common = ["--tiny", "--models", "aol_mlp", "--sizes", "32,64", "--data-root", str(mnist_root)]
-    main(common + ["--out", str(tmp_path / "local")])
-    main(common + ["--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"])
+    _cli(ray_local, "deep.scaling_law", common + ["--out", str(tmp_path / "local")])
+    _cli(ray_local, "deep.scaling_law", common + ["--out", str(tmp_path / "ray"), "--engine", "ray"])
     names = sorted(p.name for p in (tmp_path / "local").glob("mnist_*[0-9a-f].json"))
     assert len(names) == 2
     assert names == sorted(p.name for p in (tmp_path / "ray").glob("mnist_*[0-9a-f].json"))
@@ -307,11 +319,9 @@ def test_tiny_tradeoff_table_ray_equals_local_with_data_fidelity(ray_local, mnis
     """One YRZSC table row (--tiny, natural) on Ray equals the local run, and its per-run JSON
     records the data's fidelity (checksum match, approximate) although the worker never loaded
     the data itself."""
-    from deep.experiments.tradeoff_table import main
-
     common = ["--tiny", "--methods", "natural", "--data-root", str(mnist_root)]
-    assert main(common + ["--out", str(tmp_path / "local")]) == 0
-    assert main(common + ["--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"]) == 0
+    _cli(ray_local, "deep.tradeoff_table", common + ["--out", str(tmp_path / "local")])
+    _cli(ray_local, "deep.tradeoff_table", common + ["--out", str(tmp_path / "ray"), "--engine", "ray"])
     runs = sorted(p.name for p in (tmp_path / "local" / "runs").glob("*natural.json"))
     assert runs and runs == sorted(p.name for p in (tmp_path / "ray" / "runs").glob("*natural.json"))
     for nm in runs:
