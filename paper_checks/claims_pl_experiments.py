@@ -82,17 +82,43 @@ def _cifar_summary(relpath: str) -> dict:
     return s
 
 
-def _cm(s: dict, value, detail: str) -> Measured:
-    """Measured with the summary's fidelity: approximate unless the summary says otherwise."""
-    approx = s.get("approximate", True) is not False
-    if approx:
-        detail += f"; approximate data: {s.get('approximate_reason') or 'no fidelity record'}"
-    return Measured(value, detail, approximate=approx)
+def _source(relpath: str, item: str | None, own) -> dict:
+    """The runs that answer a claim: the experiment's own paper-scale result (``own(relpath)``),
+    else the GPU campaign's item ``item`` (``results/campaign_pl.json``; reduced and, on the
+    CIFAR-10 copy, approximate). A dict with ``runs``, ``approximate``, ``approximate_reason``,
+    ``reduced``, ``deviations``, ``source``."""
+    try:
+        s = own(relpath)
+        return {"runs": s.get("runs", []), "approximate": s.get("approximate", True) is not False
+                if relpath.endswith("cifar10.json") else bool(s.get("approximate")),
+                "approximate_reason": s.get("approximate_reason"), "reduced": "",
+                "deviations": list(s.get("deviations") or []), "source": f"results/{relpath}"}
+    except NeedsData as exc:
+        if item is None:
+            raise
+        from paper_checks.claims_campaign import pl_source
+
+        try:
+            return pl_source(item)
+        except NeedsData as camp:
+            raise NeedsData(f"{exc}; or the GPU campaign's results: {camp}") from None
+
+
+def _cm(src: dict, value, detail: str) -> Measured:
+    """Measured with the source's fidelity, protocol and deviations."""
+    from paper_checks.claims_campaign import with_deviations
+
+    detail = f"{src['source']}: {detail}"
+    if src["approximate"]:
+        detail += f"; approximate data: {src.get('approximate_reason') or 'no fidelity record'}"
+    return Measured(value, with_deviations(detail, src), approximate=bool(src["approximate"]),
+                    reduced=src.get("reduced", ""))
+
 
 def _cifar_gain_per_doubling():
     from deep.experiments.scaling_law import gain_per_doubling
 
-    s = _cifar_summary("scaling_law_cifar10.json")
+    s = _source("scaling_law_cifar10.json", None, _cifar_summary)
     gains = {m: gain_per_doubling(*_curve(s, m)) for m in LIPSCHITZ_MODELS if any(r["model"] == m for r in s["runs"])}
     if not gains:
         raise NeedsData("needs CIFAR-10 results of aol_mlp / cpl_convnet")
@@ -106,18 +132,20 @@ register(Claim("pl-fig1-cra-gain-per-doubling", P, "Sec. 4.2, Fig. 1",
 
 
 def _robust_overfit_mlp_train_cra_at_1():
-    s = _cifar_summary("robust_overfitting_cifar10.json")
+    s = _source("robust_overfitting_cifar10.json", "robust_overfitting_cifar10", _cifar_summary)
     for r in s["runs"]:
-        if r["model"] == "aol_mlp":
+        if r["model"] == "aol_mlp" and r.get("cra_curve"):
             c = r["cra_curve"]
-            return _cm(s, c["train"][c["eps"].index(1.0)], "AOL-MLP, offset sqrt(2), no augmentation")
+            return _cm(s, c["train"][c["eps"].index(1.0)],
+                       f"AOL-MLP, offset sqrt(2), no augmentation, {r.get('epochs')} epoch(s)")
     raise NeedsData("needs CIFAR-10 results of aol_mlp")
 
 
 register(Claim("pl-fig2-mlp-train-cra-at-1", P, "Sec. 4.3, Fig. 2",
                "The AOL MLP trained with offset sqrt(2) reaches almost perfect CRA on the CIFAR-10 "
                "training set even at radius 1", 1.0, _robust_overfit_mlp_train_cra_at_1, "ge", 0.05, "gpu",
-               kind="reproduction"))
+               kind="reproduction", full_training_only=True, cell=("Fig. 2", "AOL MLP train CRA at 1"),
+               sources=("campaign", "robust_overfitting")))
 
 TABLE1 = {  # row: (variance explained, std train acc, std test acc, CPL train CRA, CPL test CRA)
     "1-16": (0.72, 0.99, 0.43, 0.64, 0.31),
@@ -132,10 +160,11 @@ TABLE1_COLUMNS = (("variance_explained", None), ("train_acc", "simple_convnet"),
 
 def _table1_measure(row: str, key: str, model: str | None):
     def measure():
-        s = _cifar_summary("pca_features_cifar10.json")
+        s = _source("pca_features_cifar10.json", "pca_features_cifar10", _cifar_summary)
         for r in s["runs"]:
-            if r["subset"] == row and (model is None or r["model"] == model):
-                return _cm(s, r[key], f"{model or 'data'} on PCs {r['components']}")
+            if r.get("subset") == row and (model is None or r.get("model") == model):
+                return _cm(s, r[key], f"{model or 'data'} on PCs {r['components']}, "
+                                      f"{r.get('epochs')} epoch(s)")
         raise NeedsData(f"needs CIFAR-10 results for PCs {row}" + (f" and {model}" if model else ""))
     return measure
 
@@ -187,21 +216,24 @@ for _row, _vals in TABLE1.items():
         if _key == "variance_explained":
             register(Claim(f"pl-table1-{_row}-{_key}".replace("&", "+"), P, "Sec. 4.4, Table 1",
                            f"CIFAR-10 training variance explained by PCs {_row}",
-                           _claimed, _table1_variance(_row), "approx", 0.005, "slow", kind="reproduction"))
+                           _claimed, _table1_variance(_row), "approx", 0.005, "slow", kind="reproduction",
+                           cell=(_row, _key)))
             continue
         register(Claim(f"pl-table1-{_row}-{_key}".replace("&", "+"), P, "Sec. 4.4, Table 1",
                        f"Training on CIFAR-10 projected onto PCs {_row}: {_key}"
                        + (f" of the {_model}" if _model else ""),
                        _claimed, _table1_measure(_row, _key, _model), "approx", 0.05, "gpu",
-                       kind="reproduction"))
+                       kind="reproduction", full_training_only=_key.startswith("train_"),
+                       cell=(_row, _key), sources=("campaign", "pca_features")))
 
 
 def _table3_measure(t: float, key: str):
     def measure():
-        s = _cifar_summary("tradeoff_cifar10.json")
+        s = _source("tradeoff_cifar10.json", "tradeoff_cifar10", _cifar_summary)
         for r in s["runs"]:
-            if abs(r["t"] - t) < 1e-9:
-                return _cm(s, r[key], f"unified_convnet, Self-Normalizing CE, t={t:g}")
+            if abs(float(r.get("t", -1)) - t) < 1e-9:
+                return _cm(s, r[key], f"unified_convnet, Self-Normalizing CE, t={t:g}, "
+                                      f"{r.get('epochs')} epoch(s)")
         raise NeedsData(f"needs CIFAR-10 results for t={t:g}")
     return measure
 
@@ -210,17 +242,20 @@ def _table3_measure(t: float, key: str):
 for _t, _acc, _cra in ((0.0, 0.932, 0.0), (10.0, 0.768, 0.617)):
     register(Claim(f"pl-table3-t{_t:g}-acc", P, "Sec. 4.5, Table 3",
                    f"The Sec. 4.5 model with Self-Normalizing CE, t={_t:g}: clean accuracy on CIFAR-10",
-                   _acc, _table3_measure(_t, "test_acc"), "approx", 0.03, "gpu", kind="reproduction"))
+                   _acc, _table3_measure(_t, "test_acc"), "approx", 0.03, "gpu", kind="reproduction",
+                   cell=(f"t={_t:g}", "acc"), sources=("campaign", "tradeoff")))
     register(Claim(f"pl-table3-t{_t:g}-cra", P, "Sec. 4.5, Table 3",
                    f"The Sec. 4.5 model with Self-Normalizing CE, t={_t:g}: CRA (36/255) on CIFAR-10",
-                   _cra, _table3_measure(_t, "test_cra_36"), "approx", 0.03, "gpu", kind="reproduction"))
+                   _cra, _table3_measure(_t, "test_cra_36"), "approx", 0.03, "gpu", kind="reproduction",
+                   cell=(f"t={_t:g}", "cra"), sources=("campaign", "tradeoff")))
 
 
 # ---------------------------------------------------------------------------------------------
 # MNIST, Sec. 9.3 / Fig. 7 (full GPU run)
 
 def _mnist_full():
-    return _summary("scaling_law_mnist.json", "the full MNIST scaling-law run (GPU)")
+    return _source("scaling_law_mnist.json", "scaling_law_mnist",
+                   lambda rel: _summary(rel, "the full MNIST scaling-law run (GPU)"))
 
 
 def _examples_for_90():
@@ -236,12 +271,13 @@ def _examples_for_90():
     if not out:
         raise NeedsData("needs aol_mlp / cpl_convnet runs in results/scaling_law_mnist.json")
     detail = ", ".join(f"{m}: {'never' if v is None else f'{v:.0f}'}" for m, v in out.items())
-    return Measured(min(reached) if reached else float("inf"), "size reaching 90% test CRA@36/255 " + detail)
+    return _cm(s, min(reached) if reached else float("inf"), "size reaching 90% test CRA@36/255 " + detail)
 
 
 register(Claim("pl-sec9.3-examples-for-90-cra", P, "Sec. 9.3, Fig. 7",
                "On MNIST about 234 training examples suffice for 90% certified robust accuracy (36/255)",
-               234, _examples_for_90, "approx", 117, "gpu", units="examples", kind="reproduction"))
+               234, _examples_for_90, "approx", 117, "gpu", units="examples", kind="reproduction",
+               cell=("examples for 90% CRA", None), sources=("campaign", "scaling_law")))
 
 
 def _mnist_small_gain():
@@ -257,13 +293,14 @@ def _mnist_small_gain():
                 gains[m] = gain_per_doubling(*zip(*pts))
     if not gains:
         raise NeedsData("needs at least two sizes <= 256 in results/scaling_law_mnist.json")
-    return Measured(sum(gains.values()) / len(gains),
-                    "CRA@36/255 per doubling for n <= 256: " + ", ".join(f"{m} {g:.3f}" for m, g in gains.items()))
+    return _cm(s, sum(gains.values()) / len(gains),
+               "CRA@36/255 per doubling for n <= 256: " + ", ".join(f"{m} {g:.3f}" for m, g in gains.items()))
 
 
 register(Claim("pl-sec9.3-gain-per-doubling-small", P, "Sec. 9.3, Fig. 7",
                "With less data (below ~234 examples) doubling the MNIST training set adds about 7% CRA",
-               0.07, _mnist_small_gain, "approx", 0.03, "gpu", kind="reproduction"))
+               0.07, _mnist_small_gain, "approx", 0.03, "gpu", kind="reproduction",
+               cell=("CRA gain per doubling, n <= 234", None), sources=("campaign", "scaling_law")))
 
 
 def _mnist_peak():
@@ -276,13 +313,14 @@ def _mnist_peak():
             peaks[m] = next(n for n, v in zip(sizes, vals) if v >= best - 0.01)
     if not peaks:
         raise NeedsData("needs aol_mlp / cpl_convnet runs in results/scaling_law_mnist.json")
-    return Measured(max(peaks.values()), "smallest size within 1 point of the best CRA: "
-                    + ", ".join(f"{m} {n}" for m, n in peaks.items()))
+    return _cm(s, max(peaks.values()), "smallest size within 1 point of the best CRA: "
+               + ", ".join(f"{m} {n}" for m, n in peaks.items()))
 
 
 register(Claim("pl-sec9.3-peak-at-15k", P, "Sec. 9.3, Fig. 7",
                "On MNIST the models reach their peak certified robust accuracy at about 15k examples",
-               15000, _mnist_peak, "approx", 7500, "gpu", units="examples", kind="reproduction"))
+               15000, _mnist_peak, "approx", 7500, "gpu", units="examples", kind="reproduction",
+               cell=("size of peak CRA", None), sources=("campaign", "scaling_law")))
 
 
 # ---------------------------------------------------------------------------------------------

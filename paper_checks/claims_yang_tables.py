@@ -1,9 +1,10 @@
-"""YRZSC Section 5 tables (2, 3, 4, 9) and Appendix B (Table 6) as claims.
+"""YRZSC Section 5 tables 3 and 4 and Appendix B (Table 6) as claims, and the Section 5.2
+observations as properties. The MNIST Tables 2, 9 and 10 (every printed cell, from the GPU
+campaign or ``deep.tradeoff_table``) are in ``paper_checks/claims_yrzsc_mnist.py``.
 
 Rows are read from the combined tables that ``python -m deep.tradeoff_table`` writes, committed
-under ``results/`` (names below). Paper-scale rows need a GPU run (cost "gpu": NEEDS-GPU until the
-JSON is committed); CIFAR-10 rows need WRN training on a GPU (on the JPEG copy of CIFAR-10 their
-verdicts are approximate); SVHN / Restricted ImageNet rows need data we do not ship.
+under ``results/`` (names below). CIFAR-10 rows need WRN training on a GPU (on the JPEG copy of
+CIFAR-10 their verdicts are approximate); SVHN / Restricted ImageNet rows need data we do not ship.
 The property claims of Section 5.2 ("AT/TRADES are smoother than natural training", ...) use the
 paper-scale MNIST CNN1 table when present, else the committed reduced CPU table
 (``results/tradeoff_table_mnist_cnn1_cpu_small_8methods.json``, else ``..._cpu_small.json``), and say which in their detail.
@@ -13,7 +14,6 @@ Commands that produce the results (paper scale, GPU):
     python -m deep.tradeoff_table --dataset mnist --model cnn1 --device cuda --out runs/t2_cnn1 \\
         --methods natural,gr,llr,at,rst:1,rst:2,trades:1,trades:3,trades:6
     (then copy runs/t2_cnn1/tradeoff_table_mnist_cnn1.json to results/; --model cnn2 likewise;
-     --attack mt --out runs/t9_cnn1 gives tradeoff_table_mnist_cnn1_mt.json for Table 9;
      --proof-of-concept --model cnn2 gives tradeoff_table_mnist_cnn2_poc.json for Table 6)
 """
 from __future__ import annotations
@@ -25,28 +25,11 @@ SMALL_CPU_8 = "tradeoff_table_mnist_cnn1_cpu_small_8methods.json"  # 8 methods, 
 PAPER_SCALE_CMD = ("python -m deep.tradeoff_table --dataset mnist --model {model} {extra}--device "
                    "cuda --methods natural,gr,llr,at,rst:1,rst:2,trades:1,trades:3,trades:6")
 
-# Row label in the paper -> our method spec. The paper's "RST(lambda=5)" row is left out: the
-# authors' scripts train lambda = 0.5 for it (Table 13 prints .5), so its parameter is ambiguous.
+# Row label in the paper -> our method spec (the non-MNIST tables below).
 ROWS = {"Natural": "natural", "GR": "gr", "LLR": "llr", "AT": "at", "RST(λ=1)": "rst:1",
         "RST(λ=2)": "rst:2", "TRADES(β=1)": "trades:1", "TRADES(β=3)": "trades:3",
         "TRADES(β=6)": "trades:6"}
 
-# Paper values (the only place they appear): (test acc, adv test acc, test lipschitz).
-TABLE2_CNN1 = {
-    "Natural": (99.20, 59.83, 67.25), "GR": (99.29, 91.03, 26.05), "LLR": (99.43, 92.14, 30.44),
-    "AT": (99.31, 97.21, 8.84), "RST(λ=1)": (99.31, 96.96, 11.31),
-    "RST(λ=2)": (99.31, 97.09, 12.39), "TRADES(β=1)": (99.26, 96.60, 9.69),
-    "TRADES(β=3)": (98.96, 96.66, 7.83), "TRADES(β=6)": (97.54, 93.68, 2.87)}
-TABLE2_CNN2 = {
-    "Natural": (99.51, 86.01, 23.06), "GR": (99.55, 93.71, 20.26), "LLR": (99.57, 95.13, 9.75),
-    "AT": (99.48, 98.03, 6.09), "RST(λ=1)": (99.55, 98.27, 6.26),
-    "RST(λ=2)": (99.56, 98.48, 4.55), "TRADES(β=1)": (99.58, 98.10, 4.74),
-    "TRADES(β=3)": (99.57, 98.54, 2.14), "TRADES(β=6)": (99.59, 98.73, 1.36)}
-TABLE9_CNN1_MT = {   # multi-targeted attack: adv test acc, test lipschitz
-    "Natural": (None, 47.30, 67.25), "GR": (None, 89.99, 26.05), "LLR": (None, 90.49, 30.44),
-    "AT": (None, 97.23, 8.84), "RST(λ=1)": (None, 96.93, 11.22),
-    "RST(λ=2)": (None, 97.00, 12.39), "TRADES(β=1)": (None, 96.53, 9.69),
-    "TRADES(β=3)": (None, 96.60, 7.83), "TRADES(β=6)": (None, 93.54, 2.86)}
 # (test acc, adv test acc) of rows we cannot run without the data sets.
 TABLE3_CIFAR10 = {"Natural": (93.81, 0.00), "AT": (83.51, 43.51), "RST(λ=2)": (83.87, 41.75),
                   "TRADES(β=6)": (84.46, 48.58)}
@@ -104,33 +87,6 @@ def _needs_data(what: str):
     def measure():
         raise NeedsData(f"needs data: {what}")
     return measure
-
-
-COLS = (("test_acc", "test accuracy (%)", TOL_ACC), ("adv_test_acc", "adversarial test accuracy (%)",
-                                                     TOL_ADV), ("test_lipschitz", "test Lipschitz (Eq. 3)", None))
-
-
-def _register_mnist(table: dict, location: str, model: str, attack: str):
-    rel = f"tradeoff_table_mnist_{model}{'_mt' if attack == 'mt' else ''}.json"
-    cmd = PAPER_SCALE_CMD.format(model=model, extra="--attack mt " if attack == "mt" else "")
-    for label, values in table.items():
-        spec = ROWS[label]
-        for (col, words, tol), claimed in zip(COLS, values):
-            if claimed is None:
-                continue
-            if tol is None:
-                tol = round(TOL_LIP_REL * claimed, 4)
-            register(Claim(
-                id=f"yrzsc-{location.lower().replace(' ', '')}-{model}-{attack}-{spec.replace(':', '')}-{col}",
-                paper="YRZSC", location=location,
-                claim=f"MNIST {model.upper()}, {label}: {words} ({attack.upper()}, eps 0.1)",
-                claimed=claimed, measure=_cell(rel, cmd, spec, col), compare="approx",
-                tolerance=tol, cost="gpu", kind="reproduction"))
-
-
-_register_mnist(TABLE2_CNN1, "Table 2", "cnn1", "pgd")
-_register_mnist(TABLE2_CNN2, "Table 2", "cnn2", "pgd")
-_register_mnist(TABLE9_CNN1_MT, "Table 9", "cnn1", "mt")
 
 
 def _register_unavailable(table: dict, location: str, dataset: str, relpath: str, note: str,

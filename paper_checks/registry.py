@@ -13,7 +13,19 @@ Comparators (``compare``):
 Verdicts: PASS, FAIL, NEEDS-DATA (a dataset or committed result is missing), NEEDS-GPU
 (a "gpu" claim without its committed result), ERROR (the measurement raised). A measurement made
 on approximate data (``Measured(..., approximate=True)``, e.g. the JPEG re-encoding of CIFAR-10)
-never gets a plain PASS/FAIL against a published number: APPROX-AGREES / APPROX-DIFFERS.
+never gets a plain PASS/FAIL against a published number: APPROX-AGREES / APPROX-DIFFERS. A
+measurement from a run below the paper's protocol (``Measured(..., reduced="why")``, e.g. 2 of
+160 epochs) gets REDUCED-AGREES / REDUCED-DIFFERS, never PASS/FAIL; both together give
+APPROX-REDUCED-AGREES / APPROX-REDUCED-DIFFERS. A claim that only means something after full
+training (``Claim(..., full_training_only=True)``: train-test gaps, memorisation) is not compared
+on a reduced run: REDUCED-NOT-JUDGED ("needs full training"), counted apart and never a FAIL.
+``Measured.mismatch`` (non-empty) makes the comparison fail whatever the value (e.g. a gap
+between accuracies that are not the paper's); ``Measured.tolerance`` replaces the claim's
+tolerance for one measurement (e.g. one that depends on the run's evaluation subset).
+
+Cells: a claim that is one printed cell of a paper table (or one numbered statement) names it in
+``cell`` (row, column); :func:`register` refuses a second claim for the same (paper, location,
+cell), so a cell is judged once whatever result files can answer it.
 
 Kinds (``kind``, a required keyword of every claim): "reproduction", a measured number that could
 disagree with the paper; "identity", a check of the project's own algebra (an identity, a
@@ -51,6 +63,9 @@ class Measured:
     value: object
     detail: str = ""
     approximate: bool = False   # measured on approximate data (e.g. CIFAR-10, JPEG-approximate)
+    reduced: str = ""           # non-empty: the run is below the paper's protocol, and why
+    tolerance: float | None = None   # replaces the claim's tolerance for this measurement
+    mismatch: str = ""          # non-empty: the comparison fails whatever the value, and why
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,9 @@ class Claim:
     cost: str = "fast"
     units: str = ""
     kind: str = field(default=None, kw_only=True)   # required: "reproduction" or "identity"
+    full_training_only: bool = field(default=False, kw_only=True)  # judged only at full training
+    cell: tuple | None = field(default=None, kw_only=True)        # (row, column) of a printed cell
+    sources: tuple[str, ...] = field(default=(), kw_only=True)    # result families it reads
 
     def __post_init__(self):
         if self.paper not in PAPERS:
@@ -85,12 +103,20 @@ class Claim:
 
 
 _REGISTRY: dict[str, Claim] = {}
+_CELLS: dict[tuple, str] = {}
 _LOADED = False
 
 
 def register(claim: Claim) -> Claim:
     if claim.id in _REGISTRY and _REGISTRY[claim.id] is not claim:
         raise ValueError(f"claim id {claim.id!r} is registered twice")
+    if claim.cell is not None:
+        key = (claim.paper, claim.location, tuple(claim.cell))
+        other = _CELLS.get(key)
+        if other is not None and other != claim.id:
+            raise ValueError(f"claims {other!r} and {claim.id!r} are the same cell {key}: "
+                             f"register one claim per cell")
+        _CELLS[key] = claim.id
     _REGISTRY[claim.id] = claim
     return claim
 
@@ -111,11 +137,12 @@ def claims() -> list[Claim]:
     return list(_REGISTRY.values())
 
 
-def verdict(claim: Claim, value) -> str:
+def verdict(claim: Claim, value, tolerance: float | None = None) -> str:
     if claim.compare == "true":
         return "PASS" if value is True or value == 1 else "FAIL"
     try:
-        v, c, t = float(value), float(claim.claimed), claim.tolerance
+        v, c = float(value), float(claim.claimed)
+        t = claim.tolerance if tolerance is None else float(tolerance)
     except (TypeError, ValueError):
         return "ERROR"
     ok = {
@@ -137,10 +164,22 @@ def run_claim(claim: Claim) -> dict:
         m = claim.measure()
         if not isinstance(m, Measured):
             m = Measured(m)
-        v = verdict(claim, m.value)
-        if m.approximate and v in ("PASS", "FAIL"):
-            v = "APPROX-AGREES" if v == "PASS" else "APPROX-DIFFERS"
-        row.update(measured=m.value, detail=m.detail, verdict=v, approximate=bool(m.approximate))
+        detail = m.detail
+        if m.tolerance is not None:
+            row["tolerance"] = m.tolerance
+        v = verdict(claim, m.value, m.tolerance)
+        if m.mismatch and v == "PASS":
+            v = "FAIL"
+        if m.mismatch:
+            detail = f"{m.mismatch}; {detail}" if detail else m.mismatch
+        v = compose_verdict(v, approximate=m.approximate, reduced=bool(m.reduced),
+                            full_training_only=claim.full_training_only)
+        if v == NOT_JUDGED:
+            detail = f"needs full training ({m.reduced}); not compared" + (f"; {detail}" if detail else "")
+        elif m.reduced and m.reduced not in detail:
+            detail = f"REDUCED: {m.reduced}" + (f"; {detail}" if detail else "")
+        row.update(measured=m.value, detail=detail, verdict=v, approximate=bool(m.approximate),
+                   reduced=m.reduced or None)
     except NeedsData as exc:
         row.update(measured=None, detail=str(exc),
                    verdict="NEEDS-GPU" if claim.cost == "gpu" else "NEEDS-DATA")
@@ -178,6 +217,27 @@ def load_result(relpath: str):
 
 
 APPROX_VERDICTS = ("APPROX-AGREES", "APPROX-DIFFERS")
+REDUCED_VERDICTS = ("REDUCED-AGREES", "REDUCED-DIFFERS", "APPROX-REDUCED-AGREES",
+                    "APPROX-REDUCED-DIFFERS")
+NOT_JUDGED = "REDUCED-NOT-JUDGED"
+#: verdicts of a comparison that was made (in the order of the summary line)
+JUDGED_VERDICTS = ("PASS", "FAIL") + APPROX_VERDICTS + REDUCED_VERDICTS
+
+
+def compose_verdict(v: str, *, approximate: bool, reduced: bool, full_training_only: bool) -> str:
+    """PASS/FAIL of the comparison -> the verdict for the data and protocol it was made on:
+    reduced + full_training_only -> REDUCED-NOT-JUDGED; reduced -> REDUCED-AGREES/-DIFFERS;
+    approximate -> APPROX-...; both -> APPROX-REDUCED-AGREES/-DIFFERS. Other verdicts pass."""
+    if v not in ("PASS", "FAIL"):
+        return v
+    if reduced and full_training_only:
+        return NOT_JUDGED
+    tail = "AGREES" if v == "PASS" else "DIFFERS"
+    if reduced:
+        return ("APPROX-REDUCED-" if approximate else "REDUCED-") + tail
+    if approximate:
+        return "APPROX-" + tail
+    return v
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -195,11 +255,14 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def summary_line(rows: list[dict]) -> str:
-    """"reproductions: 5 PASS, 0 FAIL, 2 APPROX-AGREES, ... | identities: 7 hold, 0 fail, ..."."""
+    """"reproductions: 5 PASS, 0 FAIL, 2 APPROX-AGREES, ..., 3 REDUCED-DIFFERS, ...,
+    4 REDUCED-NOT-JUDGED, ... | identities: 7 hold, 0 fail, ..." (approximate-data, reduced-run and
+    not-judged verdicts counted apart from PASS/FAIL)."""
     s = summarise(rows)
     rep, ide = dict(s["reproductions"]), dict(s["identities"])
     head = [f"{rep.pop('PASS', 0)} PASS", f"{rep.pop('FAIL', 0)} FAIL"]
-    head += [f"{rep.pop(v)} {v}" for v in APPROX_VERDICTS if v in rep]
+    head += [f"{rep.pop(v)} {v}" for v in APPROX_VERDICTS + REDUCED_VERDICTS + (NOT_JUDGED,)
+             if v in rep]
     head += [f"{n} {v}" for v, n in sorted(rep.items())]
     tail = [f"{ide.pop('PASS', 0)} hold", f"{ide.pop('FAIL', 0)} fail"]
     tail += [f"{n} {v}" for v, n in sorted(ide.items())]
