@@ -8,7 +8,8 @@ Fidelity: every load records whether the data matched the official checksums and
 approximate (for example CIFAR-10 from the JPEG copy); the first load of a dataset prints one line
 saying so, and :func:`loaded_fidelity_json` / :func:`data_fidelity` give the fields every result
 JSON of the network experiments carries (``checksum_match``, ``approximate``,
-``approximate_reason``).
+``approximate_reason``): those of the result's own dataset (a process may load several, e.g. the
+GPU campaign loads MNIST and then CIFAR-10), none for results on random tensors.
 """
 from __future__ import annotations
 
@@ -99,9 +100,32 @@ def data_fidelity(name: str, root=None) -> Fidelity:
     return combine(_FIDELITY[key + ("train",)], _FIDELITY[key + ("test",)])
 
 
-def loaded_fidelity_json() -> dict:
-    """The fidelity fields for a result JSON, combined over every dataset split this process has
-    loaded through :func:`load_tensors` ({} when none was loaded)."""
-    if not _FIDELITY:
+#: ``loaded_fidelity_json(NO_DATASET)``: the result was computed on synthetic (random) tensors
+NO_DATASET = None
+_ANY = object()
+
+
+def loaded_fidelity_json(dataset=_ANY) -> dict:
+    """The fidelity fields for a result JSON about ``dataset``: the records of that dataset's
+    splits this process loaded through :func:`load_tensors` ({} when it loaded none of them).
+    ``dataset=None`` (a result on random tensors): {} - no dataset fidelity. Without an argument:
+    every dataset loaded; with several (a summary over MNIST and CIFAR-10 runs) the record lists
+    each dataset's fidelity under ``data_fidelity["datasets"]``, never one dataset's for all."""
+    if dataset is None:
         return {}
-    return combine(*_FIDELITY.values()).as_json()
+    if dataset is not _ANY:
+        parts = [f for (name, *_), f in _FIDELITY.items() if name == dataset]
+        return combine(*parts).as_json() if parts else {}
+    names = list(dict.fromkeys(name for name, *_ in _FIDELITY))
+    if not names:
+        return {}
+    if len(names) == 1:
+        return loaded_fidelity_json(names[0])
+    per = {n: loaded_fidelity_json(n) for n in names}
+    reasons = [f"{n}: {r['approximate_reason']}" for n, r in per.items() if r["approximate"]]
+    matches = [r["checksum_match"] for r in per.values()]
+    return {"data_fidelity": {"datasets": {n: r["data_fidelity"] | {"approximate": r["approximate"]}
+                                           for n, r in per.items()}},
+            "checksum_match": False if False in matches else (
+                True if all(m is True for m in matches) else "unknown"),
+            "approximate": bool(reasons), "approximate_reason": "; ".join(reasons) or None}

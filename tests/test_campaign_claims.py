@@ -124,6 +124,17 @@ def test_gr_and_llr_rows_are_found_under_the_campaigns_method_keys(results, tiny
     assert len(cells) == 4 * 2 * 6, len(cells)
 
 
+def test_paper_rows_and_tables_are_the_campaigns():
+    """The claims' rows, turned into run keys, are exactly the campaign's methods, and their
+    tables the campaign's tables (a renamed or added method in the campaign turns this red)."""
+    from deep.experiments import campaign_yrzsc as cy
+    from paper_checks.claims_yrzsc_mnist import MNIST_TABLES, ROWS, row_key
+
+    assert sorted(row_key(s) for _, s in ROWS) == sorted(cy.YrzscConfig(out="x").methods)
+    assert set(MNIST_TABLES) == set(cy.TABLES)
+    assert {k: (v[1], v[2]) for k, v in MNIST_TABLES.items()} == {k: v[:2] for k, v in cy.TABLES.items()}
+
+
 # ---- 2. reduced runs ----------------------------------------------------------------------------
 
 def test_reduced_verdicts_compose_and_count_apart():
@@ -304,6 +315,11 @@ def test_throughput_is_judged_only_from_a_cuda_result(results):
     assert len(rows) == 2
     for r in rows:
         assert r["verdict"] == "NEEDS-GPU" and "cpu" in r["detail"], r
+    pl = _pl(device="cpu")
+    for r in pl["items"]["throughput"]["runs"]:
+        del r["device_type"]                     # an older result: the provenance decides
+    results("campaign_pl.json", pl)
+    assert {reg.run_claim(c)["verdict"] for c in reg.claims() if "throughput" in c.id} == {"NEEDS-GPU"}
     results("campaign_pl.json", _pl(device="NVIDIA H100 80GB HBM3"))
     for c in [c for c in reg.claims() if "throughput" in c.id]:
         r = reg.run_claim(c)

@@ -437,6 +437,8 @@ def item_throughput(cfg: PlConfig, device, budget: Budget) -> list[str]:
                 torch.backends.cudnn.allow_tf32 = False
                 torch.backends.cuda.matmul.allow_tf32 = False
             rec = {"campaign": CAMPAIGN, "item": "throughput", "tf32": tf32, **r,
+                   "dataset": None, "data": "random CIFAR-10-shaped tensors (no dataset fidelity)",
+                   "device_type": device.type,
                    "anchor_seconds_per_epoch": THROUGHPUT_ANCHOR_S,
                    "ratio_to_anchor": r["seconds_per_epoch"] / THROUGHPUT_ANCHOR_S,
                    "note": "random CIFAR-10-shaped data; the anchor was measured on another GPU",

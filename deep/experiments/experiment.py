@@ -149,7 +149,8 @@ def write_result(path: Path, payload: dict, *, seed: int, device: torch.device, 
     from deep.data import loaded_fidelity_json
 
     rec = dict(payload)
-    rec.update({k: v for k, v in loaded_fidelity_json().items() if k not in rec})
+    fid = loaded_fidelity_json(rec["dataset"]) if "dataset" in rec else loaded_fidelity_json()
+    rec.update({k: v for k, v in fid.items() if k not in rec})
     if is_distributed():
         extra.setdefault("torchrun_processes", world_size())
     rec["provenance"] = provenance(seed=seed, wall_seconds=time.perf_counter() - started,

@@ -332,6 +332,7 @@ def run(cfg: RunConfig, out: Path, device: torch.device, root=None, *, stop_afte
     final = history[-1]
     result = {
         "name": cfg.name,
+        "dataset": cfg.dataset,       # the data whose fidelity the result records
         "config": asdict(cfg),
         "lipschitz": lip,
         "train_size": int(len(data["y"])),
