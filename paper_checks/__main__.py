@@ -3,8 +3,10 @@
 Prints claim | kind | claimed | measured | verdict for every registered claim of the two papers
 (fast ones by default): first the reproductions (measured numbers that could disagree with the
 papers), then the identities (checks of the project's own algebra, never counted as
-reproductions). The last line counts them separately; its headline is the reproductions. Exit
-status 0 unless a claim FAILs or ERRORs (then 1); bad flags exit 2.
+reproductions). The last line counts them separately; its headline is the reproductions, with
+approximate-data (APPROX-*), reduced-run (REDUCED-*, APPROX-REDUCED-*) and not-judged
+(REDUCED-NOT-JUDGED) verdicts counted apart from PASS/FAIL. Exit status 0 unless a claim FAILs
+or ERRORs (then 1); bad flags exit 2.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ tradeoff_table_mnist_<model>[_mt].json``, not reduced in training or attack size
 campaign's ``results/campaign_yrzsc_mnist.json`` (``python -m deep.campaign``,
 docs/gpu_campaign.md). Rows are looked up under the method keys the runs write, the canonical
 ``deep.methods.parse_method_spec(spec).spec`` of the campaign's ``METHODS`` ("gr:1", "llr:4",
-"trades:6", ...).
+"trades:6", ...). RST(λ=5) is the row as printed (the authors' scripts may train λ = 0.5 for
+it, see Table 13); the campaign trains λ = 5.
 
 Protocol (YRZSC Table 5, Appendix A): 160 epochs, 60000 training and 10000 test examples, batch
 64. A run below it (fewer epochs, a subset, another batch size) is REDUCED: its verdicts are

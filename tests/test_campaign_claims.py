@@ -231,6 +231,23 @@ def test_every_column_tolerance_passes_inside_and_fails_outside(results, tiny_yr
         assert "tolerance" in out["detail"]
 
 
+@pytest.mark.parametrize("column,parts,tol", [("gap", ("train_acc", "test_acc"), 0.5),
+                                               ("adv_gap", ("adv_train_acc", "adv_test_acc"), 3.0)])
+def test_gap_components_tolerance(results, tiny_yrzsc, column, parts, tol):
+    """Both accuracies shifted by the same amount keep the paper's gap: inside their tolerance
+    (0.9 x) the gap cell passes, outside (1.1 x) it fails - the train and adversarial train
+    accuracy tolerances are tested here (adv train = adv test + adv gap is not printed)."""
+    for factor, expect in ((0.9, "PASS"), (-0.9, "PASS"), (1.1, "FAIL"), (-1.1, "FAIL")):
+        res = _untiny(tiny_yrzsc, full=True)
+        row = _row(res, "table2_cnn1", "at")
+        row.update(_paper_row("table2_cnn1", "at"))
+        for c in parts:
+            row[c] += factor * tol
+        results("campaign_yrzsc_mnist.json", res)
+        out = reg.run_claim(_claim(f"yrzsc-table2-cnn1-pgd-at-{column}"))
+        assert out["verdict"] == expect, (factor, out)
+
+
 def test_a_gap_between_accuracies_far_from_the_paper_fails(results, tiny_yrzsc):
     """A chance-level model has gap ~0 like the paper's TRADES(6) row: still a FAIL, because the
     gap is between accuracies that are not the paper's."""
