@@ -152,9 +152,10 @@ def test_uint8_l2_equals_brute_force_on_correlated_images(projection, seed, side
 
 @pytest.mark.parametrize("projection", ["auto", True])
 def test_uint8_l2_small_high_dim_is_fast_and_exact(projection):
-    """CIFAR-sized rows (d = 3072) with 2..50 points: neither the default path nor the forced
-    projection kernel may spend seconds setting up (a full 3072 x 3072 eigendecomposition took
-    14-45 s per call); generous bound 2 s per call on a loaded machine; still exact."""
+    """CIFAR-sized rows (d = 3072) with 2..50 points: a full 3072 x 3072 eigendecomposition took
+    14-45 s per call. The default path must finish in under 2 s wall time; the forced projection
+    kernel (whose many-threaded set-up is slowed most by a loaded machine) in under 6 CPU s.
+    Both stay exact."""
     import time
 
     import theory.separation as sep
@@ -166,9 +167,13 @@ def test_uint8_l2_small_high_dim_is_fast_and_exact(projection):
         for n in (2, 10, 50):
             x = rng.integers(0, 256, (n, 3072)).astype(np.uint8)
             y = np.arange(n) % 2
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             nearest_other_label(x, y, x, y, "2")
-            assert time.perf_counter() - t0 < 2.0, (n, time.perf_counter() - t0)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if projection == "auto":
+                assert wall < 2.0, (n, wall)
+            else:
+                assert cpu < 6.0, (n, cpu)
             check(x, y, x, y, "2")
 
 
