@@ -1,9 +1,12 @@
 """Benchmark: exact nearest-different-label search (theory.separation) against scikit-learn
 NearestNeighbors(algorithm="brute") and faiss-cpu IndexFlat, on the same queries.
 
-    python -m bench.bench_separation --data-root DIR [--cifar-root DIR | --cifar-npz FILE] [--rows mnist-inf,mnist-l2,cifar-inf]
+    python -m bench.bench_separation --data-root DIR [--cifar-root DIR | --cifar-npz FILE]
+        [--rows mnist-inf,mnist-l2,cifar-inf,l2-small]
         [--n-train N] [--n-query N] [--sk-queries 200] [--faiss-queries 1000]
 
+Row ``l2-small``: the uint8 l2 projection kernel against the GEMM path and the default choice
+between them, train-train on the first N MNIST (and, given, CIFAR-10) training images for a few N.
 Rows: ``mnist-inf`` (MNIST test vs train, l-inf), ``mnist-l2`` (the same in l2) and ``cifar-inf``
 (CIFAR-10 test vs train, l-inf; CIFAR-10 here is the JPEG-approximate copy, read from an .npz with
 x_train, y_train, x_test, y_test as uint8 rows, or loaded from --cifar-root). The
@@ -26,7 +29,8 @@ from plumbing.cli import OneLineArgumentParser, UsageError, int_sci, run_main
 from plumbing.datasets import load_dataset
 from theory.separation import nearest_other_label
 
-ROWS = ("mnist-inf", "mnist-l2", "cifar-inf")
+ROWS = ("mnist-inf", "mnist-l2", "cifar-inf", "l2-small")
+SMALL_SIZES = (2, 50, 500, 2000, 5000)
 
 
 def _per_label(search, q, ql, r, rl):
@@ -115,6 +119,54 @@ def bench_row(row, args) -> None:
               f"{len(q)} ({el / n_sub * 1e3:.3f} ms/query); {agree}; ratio {full / t_ours:8.1f}x")
 
 
+def _best_of(fn, repeats):
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def bench_small(args) -> None:
+    """uint8 l2, train-train on the first N training images: the projection kernel (forced), the
+    blocked GEMM path (forced) and the default (cost-model) choice, at a few sizes N; best of 3
+    (1 for N >= 2000). Shows that the default is never much slower than the faster path."""
+    import theory.separation as sep
+
+    name, _, _, r, rl = _data("mnist-l2", args)
+    sets = [(name, r, rl)]
+    if args.cifar_npz or args.cifar_root:
+        name, _, _, r, rl = _data("cifar-inf", args)
+        sets.append((name, r, rl))
+    warm = np.zeros((4, 8), np.uint8)
+    sep._L2_U8_KERNEL = True
+    nearest_other_label(warm, [0, 1, 0, 1], warm, [0, 1, 0, 1], "2")   # load the compiled kernel
+    print("[l2-small] uint8 l2 train-train on the first N training images; seconds, best of 3 "
+          "(1 for N >= 2000); machine shared, timings noisy")
+    print(f"{'data':28s} {'d':>5s} {'N':>6s} {'kernel':>9s} {'GEMM':>9s} {'default':>9s}  default path")
+    try:
+        for name, r, rl in sets:
+            for n in SMALL_SIZES:
+                if n > len(r):
+                    continue
+                x, y = r[:n], rl[:n]
+                reps = 3 if n < 2000 else 1
+                times = {}
+                for mode in (True, False, "auto"):
+                    sep._L2_U8_KERNEL = mode
+                    times[mode], out = _best_of(lambda: nearest_other_label(x, y, x, y, "2"), reps)
+                    if mode is True:
+                        ref = out[0]
+                    elif not np.array_equal(out[0], ref):
+                        raise AssertionError(f"l2 paths disagree at N={n}")
+                path = "kernel" if sep._l2_u8_use_kernel(n, n, x.shape[1]) else "GEMM"
+                print(f"{name:28s} {x.shape[1]:5d} {n:6d} {times[True]:9.4f} {times[False]:9.4f} "
+                      f"{times['auto']:9.4f}  {path}")
+    finally:
+        sep._L2_U8_KERNEL = "auto"
+
+
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog="python -m bench.bench_separation", description=__doc__)
     ap.add_argument("--data-root", default=None,
@@ -141,7 +193,10 @@ def main(argv=None) -> int:
     if "cifar-inf" in rows and not (args.cifar_npz or args.cifar_root):
         raise UsageError("--rows cifar-inf needs --cifar-root DIR or --cifar-npz FILE")
     for row in rows:
-        bench_row(row, args)
+        if row == "l2-small":
+            bench_small(args)
+        else:
+            bench_row(row, args)
     return 0
 
 

@@ -1,5 +1,6 @@
 """Staircase figure like Raghunathan et al. (2019): fitted functions at the smallest training-set
-size, and test MSE / robust test MSE against n with 95% intervals (results/staircase.json from
+size, and test MSE / robust test MSE against n: medians over the trials with order-statistic
+intervals (results/staircase.json from
 ``python -m simulate.staircase``; YRZSC Appendix A)."""
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ LABELS = {"natural": "natural", "at": "AT", "gr": "GR", "llr": "LLR", "trades": 
 
 
 @figure("staircase", "Staircase: fitted functions for small n (one trial) and test / robust test "
-        "MSE vs n, 95% t-intervals, for natural, AT, GR, LLR, TRADES",
+        "MSE vs n, medians with order-statistic intervals, for natural, AT, GR, LLR, TRADES",
         paper_ref="YRZSC App. A; Raghunathan et al. 2019")
 def make(out_dir: Path) -> Path:
     import matplotlib.pyplot as plt
@@ -41,15 +42,17 @@ def make(out_dir: Path) -> Path:
         for m in methods:
             rs = sorted((r for r in data["rows"] if r["method"] == m), key=lambda r: r["n"])
             n = np.array([r["n"] for r in rs])
-            v = np.array([r[key] for r in rs])
-            c = np.array([r[key + "_ci95"] for r in rs])
+            v = np.array([r[key + "_median"] for r in rs])
+            lo_hi = np.array([r[key + "_interval"] for r in rs])
             ax.plot(n, v, "o" + styles[m], ms=3, label=LABELS[m])
-            ax.fill_between(n, np.maximum(v - c, 1e-4), v + c, alpha=0.15)
+            ax.fill_between(n, lo_hi[:, 0], lo_hi[:, 1], alpha=0.15)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(n, [str(v) for v in n])
         ax.xaxis.set_minor_locator(plt.NullLocator())
         ax.set_xlabel("training-set size n")
-        ax.set_title(f"{title}, mean and 95% interval over {data['rows'][0]['trials']} trials", fontsize=9)
+        cov = 100 * data["rows"][0]["interval_coverage"]
+        ax.set_title(f"{title}, median and {cov:.0f}% interval over {data['rows'][0]['trials']} trials",
+                     fontsize=9)
         ax.legend(fontsize=7)
     return save_png(fig, out_dir, "staircase")

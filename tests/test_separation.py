@@ -150,6 +150,42 @@ def test_uint8_l2_equals_brute_force_on_correlated_images(projection, seed, side
         check(r, rl, r, rl, "2")
 
 
+@pytest.mark.parametrize("projection", ["auto", True])
+def test_uint8_l2_small_high_dim_is_fast_and_exact(projection):
+    """CIFAR-sized rows (d = 3072) with 2..50 points: a full 3072 x 3072 eigendecomposition took
+    14-45 s per call. The default path must finish in under 2 s wall time; the forced projection
+    kernel (whose many-threaded set-up is slowed most by a loaded machine) in under 6 CPU s.
+    Both stay exact."""
+    import time
+
+    import theory.separation as sep
+    rng = np.random.default_rng(3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sep, "_L2_U8_KERNEL", projection)
+        warm = rng.integers(0, 256, (4, 8)).astype(np.uint8)          # load the compiled kernel
+        nearest_other_label(warm, [0, 1, 0, 1], warm, [0, 1, 0, 1], "2")
+        for n in (2, 10, 50):
+            x = rng.integers(0, 256, (n, 3072)).astype(np.uint8)
+            y = np.arange(n) % 2
+            t0, c0 = time.perf_counter(), time.process_time()
+            nearest_other_label(x, y, x, y, "2")
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if projection == "auto":
+                assert wall < 2.0, (n, wall)
+            else:
+                assert cpu < 6.0, (n, cpu)
+            check(x, y, x, y, "2")
+
+
+def test_uint8_l2_auto_path_is_the_gemm_for_small_and_the_kernel_for_large():
+    """The cost model sends tiny problems to the GEMM path and MNIST-sized ones to the kernel."""
+    from theory.separation import _l2_u8_use_kernel
+    assert not _l2_u8_use_kernel(2, 2, 3072)
+    assert not _l2_u8_use_kernel(50, 50, 3072)
+    assert _l2_u8_use_kernel(10000, 60000, 784)
+    assert _l2_u8_use_kernel(50000, 50000, 3072)
+
+
 def test_uint8_l2_exact_sum_blocks_and_large_d():
     """Squared distances of 0-vs-255 rows over 3072 coordinates (the largest block sums) are
     exact, and a near tie (one unit apart in squared distance) is resolved correctly."""

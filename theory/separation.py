@@ -53,8 +53,11 @@ as soon as a block reaches the running best; (3) the search stops at the first c
 lower bound is above the best distance found. Candidates of the query's own label are never
 touched (R is sorted by label). numba, parallel over blocks of queries.
 
-l2, uint8 input (:func:`_l2_u8_kernel`): with P the 32 principal directions of a seeded
-reference subsample (orthonormal), z = P(x - mu) and rho the norm of the residual of x - mu off
+l2, uint8 input: the blocked GEMM below for small problems, else a projection-bound kernel (a
+cost model decides, :func:`_l2_u8_use_kernel`; both exact). Kernel (:func:`_l2_u8_kernel`):
+with P 32 orthonormal directions close to the principal ones of a seeded reference subsample
+(randomized range finder, re-orthonormalised by QR in float64, :func:`_l2_directions`; the bound
+needs only orthonormality), z = P(x - mu) and rho the norm of the residual of x - mu off
 span(P), ||q - r||^2 >= ||z_q - z_r||^2 + (rho_q - rho_r)^2 (Pythagoras and the triangle
 inequality). This bound is evaluated in float32, tiled (a block of queries against a chunk of
 references, :func:`_l2_bounds_tiled`), and lowered by a margin
@@ -66,9 +69,10 @@ differences (float32 blocks of 256 coordinates, where every partial sum is an in
 2^24). So the squared distances are exact and the returned distance is sqrt of the exact
 integer, as in direct summation.
 
-l2, float input: blocked float64 BLAS on ||q||^2 + ||r||^2 - 2 q.r; every candidate within the
-rounding-error bound of the block minimum is recomputed directly, so the minimum is the
-direct-summation distance.
+l2, float input (and small uint8 problems): blocked float64 BLAS on ||q||^2 + ||r||^2 - 2 q.r.
+uint8: every term and partial sum is an integer below 2^53, so the squared distances are exact.
+float: every candidate within the rounding-error bound of the block minimum is recomputed
+directly, so the minimum is the direct-summation distance.
 """
 from __future__ import annotations
 
@@ -717,7 +721,13 @@ _L2_QBLOCK = 16     # queries per parallel block
 _L2_CHUNK = 512     # references per tile of the lower-bound pass
 _L2_FIRST = 32      # candidates with the lowest bounds checked first (initial best)
 _L2_TOL = 64.0      # safety factor on the float64 rounding bound of the lower bound
-_L2_U8_KERNEL = True  # False: the blocked float64 GEMM for uint8 too (reference / timing)
+_L2_OVERSAMPLE = 16  # extra columns of the randomized range finder that fits the directions
+_L2_POWER = 2       # its power iterations
+_L2_U8_KERNEL = "auto"  # "auto": cost model (:func:`_l2_u8_use_kernel`); True: always this
+                        # kernel; False: always the blocked float64 GEMM (reference / timing)
+_L2_COST_GEMM = 6e-11   # cost model of :func:`_l2_u8_use_kernel`, seconds per query-reference-
+_L2_COST_BOUND = 1e-10  # coordinate (GEMM), per query-reference-direction (bound pass), per
+_L2_COST_EXACT = 4e-7   # query-coordinate (exact distances of the surviving candidates)
 
 
 @njit(cache=True, fastmath={"reassoc", "nsz", "arcp", "contract"})
@@ -1058,18 +1068,42 @@ def _linf(Q, qcode, R, rcode, n_codes):
     return dist, idx
 
 
+def _l2_directions(sub, k, seed=0):
+    """k orthonormal rows spanning (approximately) the top-k principal subspace of the centred
+    sample ``sub`` (float64, n_s x d), in float64: a seeded randomized range finder with
+    _L2_POWER power iterations and a Rayleigh-Ritz step (Halko, Martinsson, Tropp 2011, Alg. 4.4
+    and 5.1), cost O(n_s d (k + _L2_OVERSAMPLE)) instead of a d x d eigendecomposition, then a
+    Householder QR, so the rows are orthonormal to float64 rounding whatever the sample (also
+    rank-deficient or smaller than k). The lower bound of :func:`_l2_u8_kernel` is valid for
+    *any* orthonormal P (Pythagoras needs only P P^T = I; the measured departure eta enters the
+    margin), so the quality of the directions affects speed only, never the result."""
+    d = sub.shape[1]
+    m = min(d, k + _L2_OVERSAMPLE)
+    g = np.random.default_rng(seed)
+    basis = np.linalg.qr(sub.T @ (sub @ g.standard_normal((d, m))))[0]          # d x m
+    for _ in range(_L2_POWER):
+        basis = np.linalg.qr(sub.T @ (sub @ basis))[0]
+    _, _, vt = np.linalg.svd(sub @ basis, full_matrices=True)                  # m x m rotation
+    return np.ascontiguousarray(np.linalg.qr(basis @ vt[:k].T)[0].T)          # k x d
+
+
 def _l2_features(Q, R, fit=None):
     """Inputs of the l2 lower bound (:func:`_l2_u8_kernel`), as float32: the projections z onto
-    the k = min(_L2_DIMS, d) principal directions P of a seeded subsample of R (about their mean
-    mu), the residual norms rho and the norms ||x - mu||, for Q and (coordinate-major) for R, and
-    the margin factor tol_c. The directions are fitted on ``fit`` (default R).
+    k = min(_L2_DIMS, d) orthonormal directions P (:func:`_l2_directions`: approximately the
+    principal directions of a seeded subsample of R about its mean mu), the residual norms rho
+    and the norms ||x - mu||, for Q and (coordinate-major) for R, and the margin factor tol_c.
+    The directions are fitted on ``fit`` (default R).
 
     Rounding. z, rho and ||x - mu|| are computed in float64 (errors below (d + k + 4) u64 and the
     departure eta of P from orthonormality, relative to ||x - mu||), then rounded to float32, and
     the bound is evaluated in float32: each difference is within about 2 u32 (|a| + |b|) of the
     exact one and the sum of k + 1 squares adds at most (k + 2) u32 relative error, so the total
     error is below (k + 8) u32 (||q - mu|| + ||r - mu||)^2 (Minkowski: the squared sums of |z| and
-    rho are ||x - mu||^2). The margin is _L2_TOL = 64 times the sum of these rates."""
+    rho are ||x - mu||^2). The margin is _L2_TOL = 64 times the sum of these rates. (With
+    P P^T = I + E, ||E||_2 <= eta, the exact identity is ||q - r||^2 = ||w||^2 - w^T E w +
+    ||e_q - e_r||^2 for w = z_q - z_r and e the computed residuals, so the departure costs at most
+    eta (1 + eta) (||q - mu|| + ||r - mu||)^2: only orthonormality is used, not that P is
+    principal.)"""
     d = R.shape[1]
     k = min(_L2_DIMS, d)
     fit = R if fit is None else fit
@@ -1077,9 +1111,7 @@ def _l2_features(Q, R, fit=None):
     sub = (fit if len(fit) <= _L2_SAMPLE
            else fit[np.sort(rng.choice(len(fit), _L2_SAMPLE, replace=False))])
     mu = sub.mean(axis=0)
-    xs = sub - mu
-    w, v = np.linalg.eigh(xs.T @ xs)                     # principal directions of the sample
-    P = np.ascontiguousarray(v[:, ::-1][:, :k].T)
+    P = _l2_directions(sub - mu, k)
     eta = float(np.abs(P @ P.T - np.eye(k)).max()) * k   # departure from orthonormality
 
     def feats(A):
@@ -1104,6 +1136,27 @@ def _l2_features(Q, R, fit=None):
     f32 = np.float32
     return (ZQ.astype(f32), rhoQ.astype(f32), nQ.astype(f32), np.ascontiguousarray(ZR.T, dtype=f32),
             rhoR.astype(f32), nR.astype(f32), f32(tol_c))
+
+
+def _l2_u8_use_kernel(nq, nr, d):
+    """Cost model choosing the uint8 l2 path (speed only: both paths return the exact distances).
+
+    Modelled seconds (constants from ``bench/bench_separation.py --rows l2-small`` and the full
+    MNIST row on the 2-core development machine): the GEMM path (:func:`_l2`) costs
+    _L2_COST_GEMM nq nr d; the projection kernel costs fitting the directions (about
+    2 n_s d (k + 16)(2 _L2_POWER + 3) flops at _L2_COST_GEMM / 2 s per flop, n_s = min(nr,
+    _L2_SAMPLE)), the bound pass _L2_COST_BOUND nq nr (k + 1), and the exact distances of the
+    candidates that survive the pruning, _L2_COST_EXACT nq d (measured per query: MNIST about
+    4.5e-7 d s, CIFAR-10 about 1.1e-7 d s; the larger is used). The kernel is chosen only where its
+    modelled cost is below half the GEMM's: a few thousand references or fewer take the GEMM
+    path (two CIFAR-10 points: 0.1 ms instead of seconds of set-up), MNIST- and CIFAR-sized
+    problems the kernel."""
+    k = min(_L2_DIMS, d)
+    ns = min(nr, _L2_SAMPLE)
+    gemm = _L2_COST_GEMM * nq * nr * d
+    kern = (_L2_COST_GEMM * ns * d * (k + _L2_OVERSAMPLE) * (2 * _L2_POWER + 3)
+            + _L2_COST_BOUND * nq * nr * (k + 1) + _L2_COST_EXACT * nq * d)
+    return kern < 0.5 * gemm
 
 
 def _l2_u8(Q, qcode, R, rcode, n_codes):
@@ -1175,7 +1228,8 @@ def nearest_other_label(queries, q_labels, references, r_labels, norm: str = "in
     qcode, rcode, n_codes = _codes(ql, rl)
     if norm == "inf":
         return _linf(Q, qcode, R, rcode, n_codes)
-    if Q.dtype == np.uint8 and _L2_U8_KERNEL:
+    if Q.dtype == np.uint8 and (_L2_U8_KERNEL is True or (
+            _L2_U8_KERNEL == "auto" and _l2_u8_use_kernel(len(Q), len(R), Q.shape[1]))):
         return _l2_u8(Q, qcode, R, rcode, n_codes)
     return _l2(Q, qcode, R, rcode)
 

@@ -1,11 +1,15 @@
 """The Staircase regression problem (YRZSC Section 5 and Appendix A, "Synthetic Staircase setup";
-Raghunathan, Xie, Yang, Duchi, Liang, "Adversarial training can hurt generalization", 2019,
-YRZSC ref. [41]).
+the problem comes from Raghunathan, Xie, Yang, Duchi, Liang, "Adversarial training can hurt
+generalization", 2019, YRZSC ref. [41]).
 
-What we follow. The data distribution, the staircase, the spline model and the penalty follow the
-public code the YRZSC authors used for this experiment (github.com/yangarbiter/robust-local-lipschitz,
-notebooks/splines.ipynb, which credits code from Raghunathan et al.; their related code is
-github.com/p-lambda/robust_tradeoff, splines/):
+What we follow: the YRZSC authors' variant, not Raghunathan et al.'s own construction. The data
+distribution, the staircase, the spline model and the penalty follow the public notebook the
+YRZSC authors used for this experiment (github.com/yangarbiter/robust-local-lipschitz,
+notebooks/splines.ipynb, which credits part of its code to Raghunathan et al.; their ref. [42]).
+Raghunathan et al.'s own spline code (github.com/p-lambda/robust_tradeoff, splines/) is a
+different construction: one-sided perturbations {floor(x), floor(x) + eps} and one-sided input
+noise, knots at s and s + eps only, and minimum-norm *interpolating* estimators (the fit is an
+equality constraint, no lambda trade-off) instead of the penalised least squares below.
 
 * stairs s = 0, ..., S-1 (S = 10) with probabilities proportional to 1/5 for the first five and
   0.01 for the others (``stair_weights``);
@@ -13,10 +17,14 @@ github.com/p-lambda/robust_tradeoff, splines/):
   s + eps (each with probability 1/2), eps = 1/3; the label is y = slope * s + N(0, sigma^2),
   slope 1, sigma = 0.1: the target is the staircase t -> slope * round(t);
 * the model is linear regression f_theta(t) = phi(t)^T theta on the cubic B-spline basis whose
-  knots are s and s +- eps for every stair (padded by three knots of spacing eps on each side,
-  ``scipy.interpolate.BSpline``); the norm penalty is theta^T P theta with P = D2^T D2, D2 the
+  knots are s and s +- eps for every stair (3 S = 30 knots), padded by DEGREE + 1 = 4 knots of
+  spacing eps on each side: 38 knots, 34 basis functions, domain [-2 eps, S - 1 + 2 eps]
+  (``scipy.interpolate.BSpline``; the notebook has the same counts but pads with spacing 1, its
+  left pad shifted to -3.67 .. -0.67, so only the outermost basis functions differ); the norm
+  penalty is theta^T P theta with P = D2^T D2, D2 the
   second-difference matrix of the coefficients (the authors' smoothness penalty; YRZSC call it
-  the RKHS norm), lambda = 0.1 (YRZSC Appendix A; the public notebook's cell uses 1e-2);
+  the RKHS norm), lambda = 0.1 (YRZSC Appendix A; the public notebook's cell uses 1e-2, and the
+  small-n AT result depends strongly on it: ``simulate.staircase --lam-sweep``);
 * losses are *summed* over the training set (as in that code), so lambda weighs against n points;
 * perturbation set P(x, eps) = {x - eps, x, x + eps} (YRZSC Appendix A).
 
@@ -35,6 +43,21 @@ trades   sum_i [L(x_i) + beta max_{x' in P(x_i)} (f(x') - f(x_i))^2] + lam P-ter
          beta = 6 (``deep.methods`` default; the squared difference is the regression
          analogue of TRADES' KL term, as in the YRZSC notebook)
 =======  ===========================================================================  ==========
+
+GR and LLR are not the notebook's. Ours are the input-gradient definitions of ``deep.methods``
+(table above), per training point. The notebook's ``solve_gr`` adds (beta / 2) sum_i |r_i|
+||phi(x_i)||_2 with r_i = f(x_i) - y_i: the norm (not squared) of the gradient of the loss with
+respect to the *weights* theta (up to its factor 2), not the input derivative. Its ``solve_llr``
+adds beta * max(l_-, l_+) with l_+- = sum_i L(x_i +- eps) - sum_i L(x_i) -+ 2 eps sum_i g_i r_i:
+one maximum of sums over the whole training set (not a sum of per-point maxima), no absolute
+value, and in place of f'(x_i) the number g_i = (D1 D1^T theta)_{k_i + 2}, k_i the index of the
+knot nearest x_i and D1 the first-difference matrix (so g_i = 2 theta_k - theta_{k-1} -
+theta_{k+1}, a second difference of the coefficients, not the spline's slope at x_i). Both
+are solved there by scipy ``minimize`` (L-BFGS-B for GR, BFGS for LLR) from
+theta = 0 with finite-difference gradients; ours by BFGS with analytic (sub)gradients from the
+natural fit. AT and TRADES agree with the notebook's cvxpy objectives (TRADES: the squared output
+difference over P(x, eps)). The notebook also evaluates on a sample of 10,000 test points; we
+take the exact population expectation.
 
 Solvers. natural: ``numpy.linalg.lstsq`` on [F; sqrt(lam) D2] theta = [y; 0] (exact up to
 rounding). at, trades: the convex problem as an equivalent QP with linear constraints (epigraph
