@@ -122,8 +122,9 @@ def add_force_arg(ap: argparse.ArgumentParser) -> None:
 
 #: Upper limits of integer options, by option name (documented in docs/cli.md, "Data safety"):
 #: far above any run of the papers, low enough that a typo such as ``1e30`` is refused before any
-#: work instead of failing (or running for ever) later. Any other integer option is capped at
-#: ``INT_OPTION_DEFAULT_MAX`` (int64), so no value overflows a numpy or torch integer.
+#: work instead of failing (or running for ever) later. Other integer options have no upper limit
+#: here (some are meant to take huge values, e.g. ``--halvings 1e30`` of nn_covering, or are
+#: checked against memory or the data set by their command), beyond 40 digits.
 INT_OPTION_MAXIMA = {
     "--seed": 2 ** 63 - 1,          # derived seeds (seed + rank, seed + k) stay below 2^64
     "--epochs": 100_000,
@@ -138,7 +139,6 @@ INT_OPTION_MAXIMA = {
     "--workers": 10_000,
     "--threads": 10_000,
 }
-INT_OPTION_DEFAULT_MAX = 2 ** 63 - 1
 _MAX_DIGITS = 40          # longer integers are refused before any big-number arithmetic
 
 
@@ -168,17 +168,18 @@ def parse_exact_int(text: str) -> int | None:
 def int_sci(min_value: int = 1, name: str = "value", max_value: int | None = None) -> Callable[[str], int]:
     """Integer that may be written in scientific notation ("1e4"), in [min_value, max_value],
     parsed exactly (:func:`parse_exact_int`). ``max_value`` defaults to the option's entry of
-    :data:`INT_OPTION_MAXIMA`, else :data:`INT_OPTION_DEFAULT_MAX`."""
+    :data:`INT_OPTION_MAXIMA` (None: no upper limit)."""
     if max_value is None:
-        max_value = INT_OPTION_MAXIMA.get(name, INT_OPTION_DEFAULT_MAX)
-    rng = f"in [{min_value}, {max_value}]"
+        max_value = INT_OPTION_MAXIMA.get(name)
+    rng = f">= {min_value}" if max_value is None else f"in [{min_value}, {max_value}]"
 
     def parse(text: str) -> int:
         val = parse_exact_int(text)
         if val is None:
             raise argparse.ArgumentTypeError(f"{name} must be an integer {rng} "
-                                             f"(scientific notation allowed), got {text!r}")
-        if val < min_value or val > max_value:
+                                             f"(scientific notation allowed, at most "
+                                             f"{_MAX_DIGITS} digits), got {text!r}")
+        if val < min_value or (max_value is not None and val > max_value):
             raise argparse.ArgumentTypeError(f"{name} must be an integer {rng}, got {text!r}")
         return val
 

@@ -183,7 +183,7 @@ def _bounded_init(ray, kw: dict, address: str) -> None:
     import select
     import time
 
-    prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "robustgen"
+    prog = _prog()
     rfd, wfd = os.pipe()
     os.set_blocking(wfd, False)
     done = threading.Event()
@@ -204,7 +204,7 @@ def _bounded_init(ray, kw: dict, address: str) -> None:
                 _exit_line(f"{prog}: error: --address {address}: no Ray cluster answered within "
                            f"{timeout:g} s (ROBUSTGEN_RAY_CONNECT_TIMEOUT_S); check that "
                            f"'ray start --head' runs there with the same Ray version", 2)
-            ready, _, _ = select.select([rfd], [], [], min(0.2, left))
+            ready, _, _ = select.select([rfd], [], [], max(0.0, min(0.2, left)))
             if not ready:
                 continue
             for signum in os.read(rfd, 64):
@@ -216,12 +216,22 @@ def _bounded_init(ray, kw: dict, address: str) -> None:
                                f"nothing was computed", 130)
 
     watcher = threading.Thread(target=watch, name="ray-connect-watchdog", daemon=True)
+    # Ray's native code logs each failed retry ("Failed to connect to GCS ...") on stderr; while
+    # joining, stderr goes to /dev/null and our own lines to the saved descriptor
+    sys.stderr.flush()
+    _STDERR[0] = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     watcher.start()
     try:
         ray.init(**kw)
     finally:
         done.set()
         watcher.join()
+        os.dup2(_STDERR[0], 2)
+        os.close(_STDERR[0])
+        _STDERR[0] = None
         signal.set_wakeup_fd(old_fd)
         if signal.getsignal(signal.SIGTERM) is note:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
@@ -229,10 +239,21 @@ def _bounded_init(ray, kw: dict, address: str) -> None:
         os.close(wfd)
 
 
+def _prog() -> str:
+    """The command's name as the one-line errors show it ("python -m simulate.separation")."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and getattr(spec, "name", None):
+        return f"python -m {spec.name.removesuffix('.__main__')}"
+    return sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "robustgen"
+
+
+_STDERR: list = [None]      # the real stderr while _bounded_init silences Ray's native logging
+
+
 def _exit_line(line: str, status: int) -> None:
     try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        fd = _STDERR[0] if _STDERR[0] is not None else 2
+        os.write(fd, (line + "\n").encode("utf-8", "replace"))
     finally:
         os._exit(status)
 
