@@ -2,7 +2,10 @@
 
 Contract (project standards): bad input exits with status 2 and prints exactly one line saying
 what is wrong (no usage dump, no traceback). Library errors (ValueError, TypeError,
-FileNotFoundError) raised while validating or loading are turned into that one line too.
+FileNotFoundError) raised while validating or loading are turned into that one line too, and so are
+operating-system errors (OSError: a full disk, a permission, a refused connection). A run that
+could not produce a result (:class:`RunFailed`, e.g. diverged training) is one line with exit
+status 1. Integer options are parsed exactly and within :data:`INT_OPTION_MAXIMA`.
 
 Every option shows its help text and default in ``--help`` (:class:`HelpFormatter`); the usage
 examples of a module docstring keep their line breaks.
