@@ -9,6 +9,12 @@ global RNG with the same value before the epoch (for dropout and augmentation), 
 from the checkpoint of epoch e continues exactly as an uninterrupted run would (CPU).
 Checkpoints (model, optimiser, scheduler, history) are written atomically after every epoch.
 
+Divergence: a step whose loss is not finite (NaN or infinite, e.g. from a far too large learning
+rate) ends training at once with :class:`TrainingDiverged`; the metrics file then holds
+``"status": "diverged"`` with the epoch, step and loss, and the checkpoint keeps the last finite
+epoch. Training the same configuration again refuses at once with the same error (it would diverge
+again: same seed, same result); delete the metrics file to retry.
+
 Several processes (``torchrun --nproc-per-node N``, or any initialised ``torch.distributed``
 process group): the model is wrapped in DistributedDataParallel and every step's global batch of
 ``batch_size`` examples (the paper's batch) is drawn exactly as in one process, augmented as a
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +42,8 @@ from typing import Callable
 import torch
 
 from theory.constants import BATCH_SIZE, SGD_MOMENTUM
-from plumbing.io import atomic_write_bytes, atomic_write_json, load_checkpoint
+from plumbing.cli import RunFailed
+from plumbing.io import atomic_write_bytes, atomic_write_json, load_checkpoint, read_json
 from plumbing.progress import progress
 from plumbing.validation import check_choice, check_float, check_int
 
@@ -69,6 +77,36 @@ class TrainConfig:
             check_float("grad_clip", self.grad_clip, low=0.0, low_open=True)
         if self.nesterov and self.momentum == 0 and self.optimizer == "sgd":
             raise ValueError("nesterov requires momentum > 0; set nesterov=False or momentum in (0, 1)")
+
+
+class TrainingDiverged(RunFailed):
+    """Training produced a non-finite loss; ``epoch``, ``step``, ``train_loss`` say where."""
+
+    def __init__(self, epoch: int, step: int | None, train_loss: float, lr: float,
+                 metrics_path=None, earlier: bool = False):
+        self.epoch, self.step, self.train_loss = epoch, step, train_loss
+        where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+        rec = f"; recorded as diverged in {metrics_path}" if metrics_path is not None else ""
+        if earlier:
+            rec = (f" in an earlier run of this configuration (recorded in {metrics_path}); it "
+                   f"would diverge again: lower --lr, or delete that file to retry")
+        else:
+            rec += f"; lower --lr (it is {lr:g})"
+        super().__init__(f"training diverged at {where} (train loss {train_loss}){rec}")
+
+
+def diverged_record(metrics_path) -> dict | None:
+    """The ``diverged`` entry of a metrics file written by :func:`fit`, or None (no file, not
+    diverged, or unreadable: an unreadable metrics file is rewritten by the next run)."""
+    if metrics_path is None or not Path(metrics_path).is_file():
+        return None
+    try:
+        rec = read_json(metrics_path)
+    except ValueError:
+        return None
+    if isinstance(rec, dict) and rec.get("status") == "diverged" and isinstance(rec.get("diverged"), dict):
+        return rec
+    return None
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -162,6 +200,11 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
     history: list[dict] = []
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
+    old = diverged_record(metrics_path)
+    if old is not None and old.get("config") == asdict(cfg):
+        d = old["diverged"]
+        raise TrainingDiverged(d.get("epoch"), d.get("step"), d.get("train_loss"), cfg.lr,
+                               metrics_path, earlier=True)
     if ckpt is not None and ckpt.is_file():
         state = load_checkpoint(ckpt, map_location=device,
                                 required=("config", "model", "optimizer", "scheduler", "history", "epoch"))
@@ -188,6 +231,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
         perm = torch.randperm(n, generator=gen)
         model.train()
         total, count = 0.0, 0
+        bad_step = None
         for b in range(steps):
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             xb = x[idx].to(device, non_blocking=True)
@@ -205,8 +249,12 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
                 total += float(loss.detach()) * (hi - lo)
             else:
                 loss = loss_fn(model, xb, yb)
+                value = float(loss.detach())
+                if not math.isfinite(value):     # diverged: stop before the step spoils more
+                    bad_step, total = b, value
+                    break
                 loss.backward()
-                total += float(loss.detach()) * len(idx)
+                total += value * len(idx)
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
@@ -216,6 +264,16 @@ def fit(model: torch.nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Ten
             t = torch.tensor([total], dtype=torch.float64)
             torch.distributed.all_reduce(t)
             total = float(t.item())
+        if bad_step is not None or not math.isfinite(total):   # (every rank sees the same total)
+            loss_value = total if bad_step is not None else total / max(count, 1)
+            if metrics_path is not None and rank == 0:
+                atomic_write_json(metrics_path, {
+                    "config": asdict(cfg), "status": "diverged",
+                    "diverged": {"epoch": epoch, "step": bad_step, "train_loss": str(loss_value),
+                                 "lr": opt.param_groups[0]["lr"]},
+                    "history": history})
+            model.eval()
+            raise TrainingDiverged(epoch, bad_step, loss_value, cfg.lr, metrics_path)
         record = {"epoch": epoch, "train_loss": total / count, "lr": opt.param_groups[0]["lr"]}
         if evaluate is not None:
             model.eval()

@@ -77,11 +77,14 @@ class Experiment:
 
     ``run(config, workdir)`` must be a module-level function (so a worker process can import it).
     ``resources(config)`` returns Ray-style resources of one run, e.g. ``{"num_cpus": 1}`` or
-    ``{"num_cpus": 1, "num_gpus": 1}`` for a CUDA run; ``prefix`` names the per-run files."""
+    ``{"num_cpus": 1, "num_gpus": 1}`` for a CUDA run; ``prefix`` names the per-run files.
+    ``check_result(result)`` (optional) returns None for a complete stored result, else what is
+    missing (a stored run result that lacks it is named, not used)."""
     name: str
     run: Callable[..., dict]
     resources: Callable[[Any], dict] = field(default=_cpu_only)
     prefix: str | None = None
+    check_result: Callable[[Any], str | None] | None = None
 
     def __post_init__(self):
         if not callable(self.run):

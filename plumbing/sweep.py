@@ -22,13 +22,25 @@ so the two engines return the same numbers bit for bit.
 Ray is an optional extra: :func:`require_ray` (used by :func:`check_engine_args`) turns a missing
 installation into one line naming ``pip install -e ".[ray]"``. This module imports Ray only when
 the Ray engine is asked for.
+
+Joining a cluster never hangs: :func:`check_engine_args` checks the address before any work
+(``auto``, ``host:port`` with a port in 1..65535, or ``ray://host:port``, which needs Ray Client,
+``ray[client]``) and tries a TCP connection to it (``CONNECT_PROBE_S`` seconds); ``ray.init`` is
+then given ``RAY_CONNECT_TIMEOUT_S`` seconds (environment variable
+``ROBUSTGEN_RAY_CONNECT_TIMEOUT_S``), after which the command ends with one line and exit status
+2, and SIGTERM received while connecting ends it at once (exit status 143).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import shutil
+import signal
+import socket
+import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,6 +51,9 @@ from plumbing.io import _jsonable, atomic_write_json, read_json
 ENGINES = ("local", "ray")
 RAY_EXTRA_HINT = 'pip install -e ".[ray]"'
 DEFAULT_MAX_RETRIES = 3
+CONNECT_PROBE_S = 5.0          # TCP connect timeout of the up-front check of --address
+RAY_CONNECT_TIMEOUT_S = 60.0   # bound on ray.init joining a cluster
+RAY_CLIENT_HINT = 'pip install -e ".[ray]" (it installs ray[client])'
 
 
 # ---- command-line options ------------------------------------------------------------------
@@ -66,11 +81,181 @@ def check_engine_args(args: argparse.Namespace) -> dict:
         raise UsageError("--address and --workers need --engine ray")
     if engine == "ray":
         require_ray()
-        if address is not None and address != "auto" and not address.startswith("ray://") \
-                and ":" not in address:
-            raise UsageError(f"--address must be 'auto', 'ray://host:port' or 'host:port', "
-                             f"got {address!r}")
+        if address is not None:
+            check_ray_address(address)
     return {"engine": engine, "address": address, "workers": workers}
+
+
+def parse_host_port(text: str, option: str = "--address") -> tuple[str, int]:
+    """``host:port`` -> (host, port); UsageError unless the host is non-empty and the port an
+    integer in 1..65535."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host.strip("[]"):
+        raise UsageError(f"{option} must be 'auto', 'ray://host:port' or 'host:port', got {text!r} "
+                         f"(no host:port)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"{option} {text}: the port must be an integer in 1..65535, got {port!r}")
+    return host.strip("[]"), int(port)
+
+
+def _resolve_auto() -> str | None:
+    """The ``host:port`` that Ray's ``auto`` means here (RAY_ADDRESS, else the cluster last
+    started on this machine), or None if there is none."""
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env and env != "auto":
+        return env
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+        return canonicalize_bootstrap_address("auto")
+    except (ConnectionError, ValueError, ImportError, AttributeError, OSError):
+        return None
+
+
+def _probe(host: str, port: int, shown: str) -> None:
+    """A TCP connection to ``host:port`` within CONNECT_PROBE_S seconds, else one line."""
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_PROBE_S):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+        raise UsageError(f"--address {shown}: no Ray cluster reachable at {host}:{port} ({why}); "
+                         f"start one with 'ray start --head' or check the address") from None
+
+
+def check_ray_address(address: str) -> None:
+    """Check ``--address`` before any work: its form, Ray Client for ``ray://``, and that
+    something answers at the host and port (see module docstring)."""
+    if address == "auto":
+        resolved = _resolve_auto()
+        if resolved is None:
+            raise UsageError("--address auto: no running Ray cluster found on this machine "
+                             "(start one with 'ray start --head', or set RAY_ADDRESS, or leave "
+                             "--address out to start a local Ray)")
+        if "://" in resolved:
+            return check_ray_address(resolved)
+        host, port = parse_host_port(resolved, "RAY_ADDRESS")
+        _probe(host, port, f"auto ({resolved})")
+        return
+    if address.startswith("ray://"):
+        host, port = parse_host_port(address[len("ray://"):])
+        import importlib.util
+
+        if importlib.util.find_spec("grpc") is None:
+            raise UsageError(f"--address {address}: ray:// addresses need Ray Client (ray[client]), "
+                             f"which is not installed: {RAY_CLIENT_HINT}")
+        _probe(host, port, address)
+        return
+    if "://" in address:
+        raise UsageError(f"--address must be 'auto', 'ray://host:port' or 'host:port', got "
+                         f"{address!r}")
+    host, port = parse_host_port(address)
+    _probe(host, port, address)
+
+
+def ray_connect_timeout() -> float:
+    raw = os.environ.get("ROBUSTGEN_RAY_CONNECT_TIMEOUT_S")
+    if raw is None or raw.strip() == "":
+        return RAY_CONNECT_TIMEOUT_S
+    try:
+        val = float(raw)
+    except ValueError:
+        val = -1.0
+    if not 0 < val <= 86400:
+        raise UsageError(f"environment variable ROBUSTGEN_RAY_CONNECT_TIMEOUT_S must be a number "
+                         f"of seconds in (0, 86400], got {raw!r}")
+    return val
+
+
+def _bounded_init(ray, kw: dict, address: str) -> None:
+    """``ray.init(**kw)`` joining ``address``, bounded in time and interruptible by SIGTERM and
+    Ctrl-C.
+
+    Ray blocks in native code while it waits for a cluster (retrying for minutes), so Python
+    signal handlers would only run after it gives up. A watchdog thread therefore watches the
+    signal wakeup file descriptor (:func:`signal.set_wakeup_fd`: the C-level handler writes each
+    signal's number there at once, whatever the main thread is doing) and the deadline; either
+    ends the process at once with one line (exit 143 on SIGTERM, 130 on Ctrl-C, 2 when the
+    deadline passes). Nothing has been computed yet, so nothing is lost."""
+    timeout = ray_connect_timeout()
+    if threading.current_thread() is not threading.main_thread():
+        ray.init(**kw)
+        return
+    import select
+    import time
+
+    prog = _prog()
+    rfd, wfd = os.pipe()
+    os.set_blocking(wfd, False)
+    done = threading.Event()
+
+    def note(signum, frame):          # the watchdog acts; the main thread may be stuck in Ray
+        pass
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, note)   # a Python-level handler feeds the wakeup fd
+    old_fd = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+
+    def watch():
+        deadline = time.monotonic() + timeout
+        while not done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _exit_line(f"{prog}: error: --address {address}: no Ray cluster answered within "
+                           f"{timeout:g} s (ROBUSTGEN_RAY_CONNECT_TIMEOUT_S); check that "
+                           f"'ray start --head' runs there with the same Ray version", 2)
+            ready, _, _ = select.select([rfd], [], [], max(0.0, min(0.2, left)))
+            if not ready:
+                continue
+            for signum in os.read(rfd, 64):
+                if signum == signal.SIGTERM:
+                    _exit_line(f"{prog}: stopped by SIGTERM while connecting to the Ray cluster "
+                               f"at {address}; nothing was computed", 128 + signal.SIGTERM)
+                if signum == signal.SIGINT:
+                    _exit_line(f"interrupted while connecting to the Ray cluster at {address}; "
+                               f"nothing was computed", 130)
+
+    watcher = threading.Thread(target=watch, name="ray-connect-watchdog", daemon=True)
+    # Ray's native code logs each failed retry ("Failed to connect to GCS ...") on stderr; while
+    # joining, stderr goes to /dev/null and our own lines to the saved descriptor
+    sys.stderr.flush()
+    _STDERR[0] = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    watcher.start()
+    try:
+        ray.init(**kw)
+    finally:
+        done.set()
+        watcher.join()
+        os.dup2(_STDERR[0], 2)
+        os.close(_STDERR[0])
+        _STDERR[0] = None
+        signal.set_wakeup_fd(old_fd)
+        if signal.getsignal(signal.SIGTERM) is note:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        os.close(rfd)
+        os.close(wfd)
+
+
+def _prog() -> str:
+    """The command's name as the one-line errors show it ("python -m simulate.separation")."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and getattr(spec, "name", None):
+        return f"python -m {spec.name.removesuffix('.__main__')}"
+    return sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "robustgen"
+
+
+_STDERR: list = [None]      # the real stderr while _bounded_init silences Ray's native logging
+
+
+def _exit_line(line: str, status: int) -> None:
+    try:
+        fd = _STDERR[0] if _STDERR[0] is not None else 2
+        os.write(fd, (line + "\n").encode("utf-8", "replace"))
+    finally:
+        os._exit(status)
 
 
 def require_ray():
@@ -110,7 +295,15 @@ class Engine:
                     _export_repo_path()      # local workers import this checkout's packages
                 else:
                     kw["address"] = self.address
-                self.ray.init(**kw)
+                if self.address is None:
+                    self.ray.init(**kw)
+                else:
+                    try:
+                        _bounded_init(self.ray, kw, self.address)
+                    except ConnectionError as exc:
+                        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                        raise UsageError(f"--address {self.address}: cannot join a Ray cluster "
+                                         f"({first[:200]})") from None
                 self._started = True
         return self
 
@@ -181,6 +374,13 @@ def load_finished(state_dir, experiment: Experiment, config):
     if not isinstance(rec, dict) or rec.get("config") != config_dict(config) or "result" not in rec:
         raise ValueError(f"run result {path} does not belong to this configuration; "
                          "delete it or use another folder")
+    if experiment.check_result is not None:
+        problem = experiment.check_result(rec["result"])
+        if problem:
+            from plumbing.io import CorruptFileError
+
+            raise CorruptFileError(f"run result {path} is incomplete ({problem}); delete it to "
+                                   "recompute")
     return rec["result"]
 
 

@@ -1,6 +1,8 @@
 """A small resumable checkpoint: rows keyed by string in one JSON file, written atomically, with
-a fingerprint of the settings so that a rerun with other settings starts afresh (used by
-``simulate.nn_exact_robustness``, ``simulate.staircase`` and ``simulate.nn_distance_scaling``)."""
+a fingerprint of the settings (used by ``simulate.nn_exact_robustness``, ``simulate.staircase``
+and ``simulate.nn_distance_scaling``). A checkpoint written with other settings is refused, naming
+the file (its rows are never silently dropped and deleted); ``force=True`` (the command's
+``--force``) starts afresh and replaces it at the first saved row."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +15,8 @@ from plumbing.io import CorruptFileError, atomic_write_json, read_json
 class Checkpoint:
     """Rows keyed by string, stored atomically as JSON with a fingerprint of the settings."""
 
-    def __init__(self, path: Path | None, settings: dict):
+    def __init__(self, path: Path | None, settings: dict, *, force: bool = False):
+        path = None if path is None else Path(path)
         self.path = path
         self.fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.rows: dict = {}
@@ -25,6 +28,10 @@ class Checkpoint:
                 raise CorruptFileError(f"checkpoint {path} does not hold checkpoint rows; {remedy}")
             if data.get("fingerprint") == self.fingerprint:
                 self.rows = data.get("rows", {})
+            elif not force:
+                raise ValueError(f"checkpoint {path} was written with other settings; rerun with "
+                                 f"those settings to resume it, pass --force to discard it, or use "
+                                 f"another --json/--checkpoint path (or remove it)")
 
     def get(self, key):
         return self.rows.get(key)

@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     settings = {k: v for k, v in vars(args).items()
                 if k not in ("json", "checkpoint", "data_root", "force")}
     ckpt_path = Path(args.checkpoint) if args.checkpoint else (Path(args.json + ".ckpt") if args.json else None)
-    ckpt = Checkpoint(ckpt_path, settings)
+    ckpt = Checkpoint(ckpt_path, settings, force=args.force)
 
     rows = []
     jobs = [(nm, n) for nm in args.norm for n in args.sizes]

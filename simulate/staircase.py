@@ -62,6 +62,7 @@ class Config:
     json: str | None = None
     checkpoint: str | None = None
     lam_sweep: list = field(default_factory=list)
+    force: bool = False           # discard a checkpoint written with other settings
 
     def __post_init__(self):
         if not self.n_grid:
@@ -79,6 +80,28 @@ class Config:
                     probe = probe.parent
                 if not os.access(probe, os.W_OK):
                     raise UsageError(f"output folder {Path(p).parent} is not writable")
+
+
+ROW_KEYS = ("test_mse", "robust_test_mse", "seconds", "theta")
+
+
+def check_row(rec, key: str, path) -> None:
+    """A checkpointed (n, trial) row must hold the sample and every method's numbers; an
+    incomplete one (hand-edited, or from another version) is named, never a KeyError."""
+    from plumbing.io import CorruptFileError
+
+    missing = [] if isinstance(rec, dict) else ["everything"]
+    if not missing:
+        missing = [k for k in ("x", "y") if k not in rec]
+        for m in METHODS:
+            if not isinstance(rec.get(m), dict):
+                missing.append(m)
+            else:
+                missing += [f"{m}.{k}" for k in ROW_KEYS if k not in rec[m]]
+    if missing:
+        raise CorruptFileError(f"checkpoint {path}: row {key} lacks {', '.join(missing[:6])}; "
+                               f"delete it to recompute its rows")
+
 
 
 def median_interval(values, confidence: float = 0.95) -> dict:
@@ -122,7 +145,7 @@ def run(cfg: Config) -> dict:
     ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else (Path(cfg.json + ".ckpt") if cfg.json else None)
     settings = {"n_grid": cfg.n_grid, "trials": cfg.trials, "seed": cfg.seed, "spec": asdict(spec),
                 "lam_sweep": cfg.lam_sweep}
-    ckpt = Checkpoint(ckpt_path, settings)
+    ckpt = Checkpoint(ckpt_path, settings, force=cfg.force)
     grid = np.linspace(*spec.domain(), 400)
     fits = {}
     per = {}
@@ -130,6 +153,8 @@ def run(cfg: Config) -> dict:
     for n, t in progress(jobs, desc="staircase"):
         key = f"{n}|{t}"
         rec = ckpt.get(key)
+        if rec is not None:
+            check_row(rec, key, ckpt_path)
         if rec is None:
             rng = np.random.default_rng(row_seed(cfg.seed, n, t))
             x, y = spec.sample(n, rng)
@@ -246,7 +271,7 @@ def main(argv=None) -> int:
     if max(args.n_grid) > MAX_N:
         raise UsageError(f"--n-grid sizes must be <= {MAX_N}, got {max(args.n_grid)}")
     cfg = Config(n_grid=args.n_grid, trials=args.trials, seed=args.seed, json=args.json,
-                 checkpoint=args.checkpoint, lam_sweep=args.lam_sweep)
+                 checkpoint=args.checkpoint, lam_sweep=args.lam_sweep, force=args.force)
     out = run(cfg)
     print_report(out)
     return 0

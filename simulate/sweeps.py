@@ -24,7 +24,31 @@ def thm1_run(config, workdir=None) -> dict:
     return run_trials(config)
 
 
-THM1 = Experiment("thm1", run=thm1_run)
+def missing_keys(result, keys, *, nested: dict | None = None) -> str | None:
+    """None if the dict ``result`` holds every key of ``keys`` (and, for each ``nested`` key, a
+    list of dicts holding its keys), else a short description of what is missing."""
+    if not isinstance(result, dict):
+        return f"not a JSON object but {type(result).__name__}"
+    miss = [k for k in keys if k not in result]
+    for k, sub in (nested or {}).items():
+        rows = result.get(k)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            miss.append(f"{k} (list of objects)")
+            continue
+        miss += sorted({f"{k}[].{s}" for r in rows for s in sub if s not in r})
+    return f"lacks {', '.join(miss[:6])}" if miss else None
+
+
+THM1_RESULT_KEYS = ("n", "d", "trials", "test_size", "seed", "bound", "bound_applies",
+                    "bound_tight", "theorem_threshold", "learners")
+THM1_LEARNER_KEYS = ("name", "role", "robust_accuracy", "robust_accuracy_ci95")
+
+
+def thm1_check(result) -> str | None:
+    return missing_keys(result, THM1_RESULT_KEYS, nested={"learners": THM1_LEARNER_KEYS})
+
+
+THM1 = Experiment("thm1", run=thm1_run, check_result=thm1_check)
 
 
 def thm1_sweep_configs(base, ns) -> list:
@@ -118,7 +142,16 @@ def thm2_run(config: Thm2Config, workdir=None) -> dict:
     }
 
 
-THM2 = Experiment("thm2", run=thm2_run)
+THM2_RESULT_KEYS = ("d", "delta", "n", "n_over_thm2", "certified_robust_accuracy",
+                    "certified_robust_accuracy_stderr", "near_fraction", "coverage",
+                    "coverage_stderr", "coverage_uniform_exact", "coverage_bound")
+
+
+def thm2_check(result) -> str | None:
+    return missing_keys(result, THM2_RESULT_KEYS)
+
+
+THM2 = Experiment("thm2", run=thm2_run, check_result=thm2_check)
 
 
 # ---- YRZSC Table 1 separation, sharded over the queries ------------------------------------

@@ -18,7 +18,9 @@ Every finished run is written at once as its own JSON; the command stops within 
 seconds (and on SIGTERM/SIGINT), writes the combined tables and a manifest with provenance and
 every deviation from the papers' protocols, and packs all result files into ``--archive``.
 Rerunning the same command resumes: finished runs are skipped, unfinished ones continue from their
-checkpoints. ``--tiny`` is a CPU preset for tests (a few dozen examples, one epoch, one attack
+checkpoints. Existing files are never replaced by accident: ``prepare`` refuses an existing
+``--out`` and the campaign an existing ``--archive`` that it did not write itself for this
+``--out`` (a rerun replaces its own archive) unless ``--force`` is given. ``--tiny`` is a CPU preset for tests (a few dozen examples, one epoch, one attack
 step).
 """
 from __future__ import annotations
@@ -28,7 +30,8 @@ import os
 import sys
 from pathlib import Path
 
-from plumbing.cli import OneLineArgumentParser, UsageError, float_range, int_sci, run_main
+from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, float_range, int_sci,
+                          run_main)
 
 PROG = "python -m deep.campaign"
 COMMANDS = ("yrzsc-mnist", "pl", "all", "prepare")
@@ -47,13 +50,21 @@ def _check_out_dir(path: Path, flag: str) -> Path:
     return path
 
 
-def _check_out_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> Path:
+def _check_out_file(path: Path, flag: str, suffixes: tuple[str, ...], *, force: bool = False,
+                    ours: bool = False) -> Path:
+    """An output file: right suffix, not a folder, writable folder; an existing file is refused
+    unless ``force`` or ``ours`` (this command wrote it before and may replace it)."""
     path = Path(path)
     if not any(str(path).endswith(s) for s in suffixes):
         raise UsageError(f"{flag} {path}: must end with {' or '.join(suffixes)}")
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a folder")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{flag} {path}: exists and is not a regular file")
     _check_out_dir(path.parent if str(path.parent) else Path("."), flag)
+    if path.is_file() and not (force or ours):
+        raise UsageError(f"{flag} {path} already exists; pass --force to replace it, or choose "
+                         f"another path")
     return path
 
 
@@ -90,6 +101,7 @@ def build_parser() -> OneLineArgumentParser:
     ap.add_argument("--cifar-test-size", type=int_sci(10, "--cifar-test-size"), default=None,
                     help="prepare: keep a class-balanced subset of this many test images")
     ap.add_argument("--tiny", action="store_true", help="tiny CPU preset for tests")
+    add_force_arg(ap)
     ap.add_argument("--stop-after-runs", type=int_sci(1, "--stop-after-runs"), default=None,
                     help=argparse.SUPPRESS)  # testing hook: behave as if the budget ran out
     return ap
@@ -103,7 +115,7 @@ def main(argv=None) -> int:
         if args.cifar_root is None or args.out is None:
             raise UsageError("prepare needs --cifar-root (the cifar10-jpeg folder or its .tar.gz) "
                              "and --out (the .npz to write)")
-        out = _check_out_file(Path(args.out), "--out", (".npz",))
+        out = _check_out_file(Path(args.out), "--out", (".npz",), force=args.force)
         path = prepare_cifar_npz(args.cifar_root, out, args.cifar_train_size, args.cifar_test_size,
                                  args.seed)
         print(f"wrote {path}")
@@ -111,10 +123,12 @@ def main(argv=None) -> int:
     if args.budget_s is None:
         raise UsageError(f"{args.command} needs --budget-s SECONDS")
     out = _check_out_dir(Path(args.out or "runs/campaign"), "--out")
-    archive = _check_out_file(Path(args.archive) if args.archive else out / "campaign_results.tar.gz",
-                              "--archive", (".tar.gz", ".tgz"))
-    from deep.experiments.campaign_common import (Budget, install_signal_stop, log, pack_archive,
-                                                  restore_signals)
+    from deep.experiments.campaign_common import (Budget, archive_is_ours, install_signal_stop, log,
+                                                  pack_archive, restore_signals)
+
+    archive_path = Path(args.archive) if args.archive else out / "campaign_results.tar.gz"
+    archive = _check_out_file(archive_path, "--archive", (".tar.gz", ".tgz"), force=args.force,
+                              ours=archive_is_ours(out, archive_path))
     from deep.experiments.experiment import resolve_device
 
     resolve_device(args.device)  # one clear line before any work

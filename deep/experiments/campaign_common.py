@@ -10,11 +10,16 @@ A campaign is a list of runs executed inside one wall-clock budget:
   seed, wall time, epoch plan, every deviation from the papers' protocols, the runs finished and
   the runs left undone);
 * :func:`pack_archive` - one ``.tar.gz`` with every JSON / Markdown file of the output folder
-  (checkpoints left out), written atomically, so the device machine returns one file.
+  (checkpoints left out), written atomically, so the device machine returns one file. Every JSON
+  is parsed before it is packed: a truncated or garbage one is left out and named (on stderr, in
+  the return value and in ``SKIPPED_CORRUPT.txt`` inside the archive), never packed silently. The
+  archive's path is noted in ``OUT/.campaign_archive``, so a rerun may replace its own archive
+  while any other existing file needs ``--force``.
 """
 from __future__ import annotations
 
 import io
+import json
 import signal
 import sys
 import tarfile
@@ -141,18 +146,67 @@ def write_manifest(out: Path, *, campaign: str, seed: int, device: torch.device,
     return atomic_write_json(Path(out) / f"manifest_{campaign.replace('-', '_')}.json", rec)
 
 
-def pack_archive(out: Path, archive: Path) -> Path:
+ARCHIVE_MARKER = ".campaign_archive"
+
+
+def archive_is_ours(out: Path, archive: Path) -> bool:
+    """True if ``archive`` was written by :func:`pack_archive` for the output folder ``out`` (a
+    rerun of the campaign may replace it)."""
+    marker = Path(out) / ARCHIVE_MARKER
+    try:
+        return marker.read_text(encoding="utf-8").strip() == str(Path(archive).resolve())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _corrupt_json(data: bytes) -> str | None:
+    """None for a parseable JSON document, else the parser's reason."""
+    try:
+        json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; truncated?"
+    return None
+
+
+def pack_archive(out: Path, archive: Path, *, skipped: list | None = None) -> Path:
     """Pack every result file (``ARCHIVE_SUFFIXES``) under ``out`` into ``archive`` (.tar.gz),
-    paths relative to ``out``; written atomically (a crash leaves the previous archive)."""
+    paths relative to ``out``; written atomically (a crash leaves the previous archive).
+
+    Each file is read once and packed from those bytes; a ``.json`` that does not parse is left
+    out, named on stderr and listed in ``SKIPPED_CORRUPT.txt`` in the archive (and appended to
+    ``skipped`` as (path, reason) if a list is given)."""
     out, archive = Path(out), Path(archive)
+    bad: list[tuple[Path, str]] = []
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for p in sorted(out.rglob("*")):
             if p.is_file() and p.suffix in ARCHIVE_SUFFIXES and not p.name.startswith("."):
                 if p.resolve() == archive.resolve():
                     continue
-                tar.add(str(p), arcname=str(p.relative_to(out)))
-    return atomic_write_bytes(archive, buf.getvalue())
+                data = p.read_bytes()
+                reason = _corrupt_json(data) if p.suffix == ".json" else None
+                if reason is not None:
+                    bad.append((p, reason))
+                    log(f"archive: left out {p} ({reason}); delete it to recompute that run")
+                    continue
+                info = tarfile.TarInfo(str(p.relative_to(out)))
+                info.size, info.mtime, info.mode = len(data), int(p.stat().st_mtime), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        if bad:
+            text = "".join(f"{p.relative_to(out)}: {why}\n" for p, why in bad).encode()
+            info = tarfile.TarInfo("SKIPPED_CORRUPT.txt")
+            info.size, info.mtime, info.mode = len(text), int(time.time()), 0o644
+            tar.addfile(info, io.BytesIO(text))
+    path = atomic_write_bytes(archive, buf.getvalue())
+    try:
+        atomic_write_bytes(out / ARCHIVE_MARKER, (str(archive.resolve()) + "\n").encode())
+    except OSError:
+        pass
+    if skipped is not None:
+        skipped.extend(bad)
+    return path
 
 
 def log(msg: str) -> None:

@@ -11,6 +11,7 @@ run interrupted mid-way resumes from its checkpoint (see ``deep.trainer.fit``). 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,14 +130,37 @@ def seed_everything(seed: int) -> None:
 
 def existing_result(path: Path) -> dict | None:
     """The finished result at ``path`` if present (runs are skipped when their JSON exists); a
-    corrupt one raises ValueError naming the file."""
-    if not Path(path).is_file():
+    corrupt one raises ValueError naming the file.
+
+    A run that diverged is never taken for finished: if its metrics file
+    (``<stem>.metrics.json`` next to ``path``) says ``"status": "diverged"``, or its result records
+    an epoch without a finite training loss, this raises ValueError (one line on the command line) naming the
+    epoch and the file to delete to retry; this happens before any data is loaded."""
+    from deep.trainer import diverged_record
+
+    path = Path(path)
+    metrics = path.with_name(path.stem + ".metrics.json")
+    rec = diverged_record(metrics) if not path.is_file() else None
+    if rec is not None:
+        d = rec["diverged"]
+        raise ValueError(f"run {path.stem} diverged at epoch {d.get('epoch')} (train loss "
+                         f"{d.get('train_loss')}) in an earlier run of this configuration (see "
+                         f"{metrics}); it would diverge again: lower --lr, or delete {metrics} to "
+                         f"retry")
+    if not path.is_file():
         return None
     remedy = "delete it to rerun that run"
     res = read_json(path, remedy=remedy)
     if not isinstance(res, dict):
         from plumbing.io import CorruptFileError
         raise CorruptFileError(f"{path} does not hold a run result; {remedy}")
+    for h in res.get("history") or ():
+        loss = h.get("train_loss", 0.0) if isinstance(h, dict) else 0.0
+        if res.get("status") == "diverged" or not isinstance(loss, (int, float)) \
+                or not math.isfinite(loss):
+            raise ValueError(f"{path} records a diverged training (epoch {h.get('epoch') if isinstance(h, dict) else '?'} "
+                             f"has train loss {loss}); it is not a result: lower --lr, or delete "
+                             f"it to retry")
     return res
 
 
