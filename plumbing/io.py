@@ -97,28 +97,68 @@ def read_json(path: str | os.PathLike, *, remedy: str = "delete it to recompute 
                                f"column {exc.colno}; truncated?); {remedy}") from None
 
 
+def checkpoint_state(obj):
+    """``obj`` with numpy scalars and arrays, tuples' contents, paths and dataclasses turned into
+    the plain types a ``weights_only`` checkpoint holds (tensors, dicts, lists, tuples, numbers,
+    strings, None), so :func:`load_checkpoint` can read it back."""
+    import dataclasses
+
+    import torch
+
+    if isinstance(obj, np.generic):      # before float: np.float64 is a float subclass
+        return obj.item()
+    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, dict):
+        return {k: checkpoint_state(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        vals = [checkpoint_state(v) for v in obj]
+        return vals if isinstance(obj, list) else tuple(vals)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj)) if obj.dtype.kind in "biuf" else obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return checkpoint_state(dataclasses.asdict(obj))
+    return obj
+
+
 def load_checkpoint(path: str | os.PathLike, map_location=None, required=()) -> dict:
-    """``torch.load`` of a training checkpoint written by this project; a truncated or garbage
-    file, or one without the ``required`` keys, raises :class:`CorruptFileError` naming it
-    ("delete it to restart the run from scratch") instead of a torch traceback."""
+    """``torch.load(weights_only=True)`` of a training checkpoint written by this project: only
+    tensors, dicts, lists, numbers and strings are built, so a planted file cannot run code (it
+    is refused, naming it). A truncated or garbage file, or one without the ``required`` keys,
+    raises :class:`CorruptFileError` naming it ("delete it to restart the run from scratch")
+    instead of a torch traceback."""
     import pickle
+    import re
     import zipfile
 
     import torch
 
+    from plumbing.printable import printable
+
     remedy = "delete it to restart that run from scratch"
+    shown = printable(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptFileError(f"checkpoint {path} is unreadable ({first[:120]}); {remedy}") from None
+            AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError, TypeError) as exc:
+        text = str(exc)
+        if "weights only" in text.lower() or "weights_only" in text.lower():
+            found = re.search(r"(?:Unsupported global|Unsupported operand)[^\n]*", text)
+            what = printable(found.group(0))[:120] if found else "a Python object"
+            raise CorruptFileError(f"checkpoint {shown} refused: it holds more than tensors, numbers, "
+                                   f"strings, lists and dicts ({what}), so it was not written by this "
+                                   f"project and is never unpickled; {remedy}") from None
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise CorruptFileError(f"checkpoint {shown} is unreadable ({printable(first)[:120]}); "
+                               f"{remedy}") from None
     if not isinstance(state, dict):
-        raise CorruptFileError(f"checkpoint {path} does not hold a training state "
+        raise CorruptFileError(f"checkpoint {shown} does not hold a training state "
                                f"(got {type(state).__name__}); {remedy}")
     missing = [k for k in required if k not in state]
     if missing:
-        raise CorruptFileError(f"checkpoint {path} lacks {', '.join(missing)}; {remedy}")
+        raise CorruptFileError(f"checkpoint {shown} lacks {', '.join(missing)}; {remedy}")
     return state
 
 

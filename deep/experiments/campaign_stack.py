@@ -230,7 +230,9 @@ def train_group(group: Group, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     history: list[dict] = []
     epoch0, step0 = 0, 0
     if checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location=x.device, weights_only=False)
+        from plumbing.io import load_checkpoint   # weights only: a planted file is refused, never run
+        state = load_checkpoint(checkpoint, map_location=x.device,
+                                required=("plan", "model", "optimizer", "history", "epoch", "step"))
         if state["plan"] != {"epochs": epochs, "batch_size": batch_size, "n": n, "seed": seed}:
             raise ValueError(f"checkpoint {checkpoint} belongs to another plan {state['plan']}; "
                              f"delete it or use another --out")
