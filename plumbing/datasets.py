@@ -476,9 +476,10 @@ def load_cifar10_with_fidelity(split: str = "train", root=None):
         except ImageFolderError as exc:
             raise DataCorruptError(str(exc)) from None
         if source is not None:
-            images, labels, fid = _load_image_folder_with_fidelity(source, split, CIFAR10_CLASSES, "cifar10")
+            images, labels, fid = _load_image_folder_with_fidelity(source, split, CIFAR10_CLASSES, "cifar10",
+                                                                   image_size=(32, 32))
             if images.shape[1:] != (32, 32, 3):
-                raise DataCorruptError(f"{source}: CIFAR-10 images must be 32x32 RGB, got shape "
+                raise DataCorruptError(f"{_p(source)}: CIFAR-10 images must be 32x32 RGB, got shape "
                                        f"{images.shape[1:]}")
             return images, labels, fid
     raise DataMissingError(
@@ -508,15 +509,15 @@ def _image_folder_fidelity(data: ImageFolderData, dataset: str) -> Fidelity:
     return unknown(dataset, str(data.source), "image folder; no official checksums known")
 
 
-def _load_image_folder_with_fidelity(source: Path, split: str, classes, dataset: str):
+def _load_image_folder_with_fidelity(source: Path, split: str, classes, dataset: str, image_size=None):
     try:
-        data = read_image_folder(source, classes)
+        data = read_image_folder(source, classes, image_size=image_size)
     except ImageFolderError as exc:
         raise DataCorruptError(str(exc)) from None
     except FileNotFoundError as exc:
         raise DataMissingError(str(exc)) from None
     if split not in data.splits:
-        raise DataMissingError(f"{data.source}: no {split}/<class>/<image> files")
+        raise DataMissingError(f"{_p(data.source)}: no {split}/<class>/<image> files")
     images, labels = data.splits[split]
     return images, labels, _image_folder_fidelity(data, dataset)
 

@@ -9,9 +9,11 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +38,62 @@ def _jsonable(obj):
     return obj
 
 
+STALE_TEMP_SECONDS = 24 * 3600   # a temporary file this old whose writer cannot be checked is stale
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", platform.node() or "host")[:32]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _clean_stale_temps(path: Path) -> None:
+    """Remove temporary files of earlier writes of ``path`` that were killed before renaming
+    (``.<name>.<pid>@<host>.<random>.tmp``): those of a process of this host that no longer
+    runs, and any (other host, older naming) not touched for :data:`STALE_TEMP_SECONDS`."""
+    prefix, host = f".{path.name}.", _host_tag()
+    try:
+        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    now = time.time()
+    for e in entries:
+        rest = e.name[len(prefix):]
+        m = re.fullmatch(r"(\d+)@([A-Za-z0-9._-]+)\.[A-Za-z0-9_]{8}\.tmp", rest)
+        try:
+            if m is not None and m.group(2) == host:
+                stale = not _pid_alive(int(m.group(1)))
+            elif m is not None or re.fullmatch(r"[A-Za-z0-9_]{8}\.tmp", rest):
+                stale = now - e.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+            else:
+                continue       # another target's temporary file (e.g. of "<name>.x")
+            if stale and e.is_file(follow_symlinks=False):
+                os.unlink(e.path)
+        except OSError:
+            pass
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike):
     """Binary file handle on a temporary file in the target folder; on success it is fsynced and
     renamed over ``path`` (readers see the old file or the new one, never half of one); on any
     error the temporary file is removed and ``path`` is untouched. Streams, so large arrays
-    (``np.savez(fh, ...)``) need no second copy in memory."""
+    (``np.savez(fh, ...)``) need no second copy in memory. The temporary file's name carries the
+    writer's process id and host; temporary files left by a killed writer of the same target
+    are removed by the next write (:func:`_clean_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _clean_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{_host_tag()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -130,7 +179,6 @@ def load_checkpoint(path: str | os.PathLike, map_location=None, required=()) -> 
     raises :class:`CorruptFileError` naming it ("delete it to restart the run from scratch")
     instead of a torch traceback."""
     import pickle
-    import re
     import zipfile
 
     import torch
