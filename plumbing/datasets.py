@@ -144,10 +144,12 @@ def _read_idx_bytes(path: Path, on_disk: bytes, check_shape=None, limit: int = M
             raise DataCorruptError(f"{_p(path)}: IDX header declares shape {shape} ({expected} bytes), "
                                    f"more than the {limit} bytes allowed; refused")
         body = _read_exact(path, fh, expected + 1)
+    if len(body) > expected:
+        raise DataCorruptError(f"{_p(path)}: IDX header says {shape} ({expected} bytes) but the "
+                               f"file holds more; refused (read stopped after {expected + 1} bytes)")
     if len(body) != expected:
-        held = "more" if len(body) > expected else len(body)
         raise DataCorruptError(f"{_p(path)}: IDX header says {shape} ({expected} bytes) "
-                               f"but the file holds {held} bytes")
+                               f"but the file holds {len(body)} bytes")
     return head + dims + body
 
 

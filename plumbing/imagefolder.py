@@ -237,7 +237,9 @@ def _open_image(data: bytes, where: str):
         raise ImageFolderError(f"{where}: image header declares more than {2 * Image.MAX_IMAGE_PIXELS} "
                                f"pixels (at most {MAX_IMAGE_PIXELS} pixels per image are read); "
                                f"refused before decoding") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UnidentifiedImageError:
+        raise ImageFolderError(f"{where}: not a readable image (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageFolderError(f"{where}: not a readable image ({_p(exc)})") from None
     w, h = im.size
     if w * h > MAX_IMAGE_PIXELS or w < 1 or h < 1:
