@@ -362,9 +362,9 @@ def decode_source(source: Path, classes=None, desc: str = "decoding images", *,
                 check_fits(2.0 * total * shape[0] * shape[1] * 3,
                            f"{_p(source)}: {total} images of {shape[1]}x{shape[0]} pixels",
                            "use a smaller image set")
-            except ValueError:
+            except ValueError as exc:
                 im.close()
-                raise
+                raise ImageFolderError(str(exc)) from None
             checked = True
         arr = _decode_image(im, where)
         lossy = lossy or Path(name).suffix.lower() in LOSSY_EXTENSIONS

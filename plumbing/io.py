@@ -163,8 +163,8 @@ def checkpoint_state(obj):
     if isinstance(obj, (list, tuple)):
         vals = [checkpoint_state(v) for v in obj]
         return vals if isinstance(obj, list) else tuple(vals)
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj)) if obj.dtype.kind in "biuf" else obj.tolist()
+    if isinstance(obj, np.ndarray):       # lists, so a resumed history stays JSON-serialisable
+        return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -193,11 +193,11 @@ def load_checkpoint(path: str | os.PathLike, map_location=None, required=()) -> 
             AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError, TypeError) as exc:
         text = str(exc)
         if "weights only" in text.lower() or "weights_only" in text.lower():
-            found = re.search(r"(?:Unsupported global|Unsupported operand)[^\n]*", text)
-            what = printable(found.group(0))[:120] if found else "a Python object"
-            raise CorruptFileError(f"checkpoint {shown} refused: it holds more than tensors, numbers, "
-                                   f"strings, lists and dicts ({what}), so it was not written by this "
-                                   f"project and is never unpickled; {remedy}") from None
+            found = re.search(r"Unsupported global: GLOBAL \S+|Unsupported operand \S+", text)
+            what = printable(found.group(0))[:120] if found else "unexpected content"
+            raise CorruptFileError(f"checkpoint {shown} refused: not a plain checkpoint of tensors, "
+                                   f"numbers, strings, lists and dicts as this project writes ({what}); "
+                                   f"other objects are never unpickled; {remedy}") from None
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise CorruptFileError(f"checkpoint {shown} is unreadable ({printable(first)[:120]}); "
                                f"{remedy}") from None

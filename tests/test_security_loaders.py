@@ -232,13 +232,14 @@ def test_trainer_checkpoint_with_numpy_metrics_resumes(tmp_path):
         return torch.nn.functional.cross_entropy(m(xb), yb)
 
     def evaluate(m, epoch):
-        return {"acc": np.float64(0.5), "per_class": np.array([1, 2])}
+        return {"acc": np.float64(0.5), "per_class": np.array([1, 2]), "n": np.int64(3)}
     x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
     cfg = TrainConfig(epochs=2, batch_size=4)
     ck = tmp_path / "run.ckpt"
     fit(torch.nn.Linear(4, 2), loss, x, y, cfg, evaluate=evaluate, checkpoint=ck, stop_after_epochs=1)
     hist = fit(torch.nn.Linear(4, 2), loss, x, y, cfg, evaluate=evaluate, checkpoint=ck)
     assert [h["epoch"] for h in hist] == [0, 1] and hist[0]["acc"] == 0.5
+    assert hist[0]["per_class"] == [1, 2] and type(hist[0]["n"]) is int   # plain, JSON-ready
 
 
 # ---- 2. memory bombs ------------------------------------------------------------------------------
