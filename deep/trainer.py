@@ -43,7 +43,7 @@ import torch
 
 from theory.constants import BATCH_SIZE, SGD_MOMENTUM
 from plumbing.cli import RunFailed
-from plumbing.io import atomic_write_bytes, atomic_write_json, load_checkpoint, read_json
+from plumbing.io import atomic_write_bytes, atomic_write_json, checkpoint_state, load_checkpoint, read_json
 from plumbing.progress import progress
 from plumbing.validation import check_choice, check_float, check_int
 
@@ -169,7 +169,7 @@ def shard_bounds(size: int, rank: int, world: int) -> tuple[int, int]:
 
 def _save_checkpoint(path: Path, state: dict) -> None:
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save(checkpoint_state(state), buf)   # plain types: read back with weights_only=True
     atomic_write_bytes(path, buf.getvalue())
 
 

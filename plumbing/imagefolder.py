@@ -14,31 +14,51 @@ the sorted folder names. The folder names must then be exactly those classes.
 Cache: the decoded arrays go into an ``.npz`` (``allow_pickle=False``) next to the data
 (``<archive stem>.robustgen.npz`` beside an archive, ``<root>/.robustgen.npz`` in a folder), or,
 when that folder is read-only, into ``$XDG_CACHE_HOME/robustgen/`` (default
-``~/.cache/robustgen/``). The cache is keyed on the source (size, modification time and SHA-256
-of the archive; relative path, size and modification time of every image file of a folder), so
-a changed source is decoded again. It is written atomically; a corrupt cache is named on stderr
-and rebuilt.
+``~/.cache/robustgen/``). The cache is keyed on the source's content (size, modification time
+and SHA-256 of the archive; relative path, size and SHA-256 of every image file of a folder, so
+a copy that keeps sizes and times, as ``cp -p`` or ``rsync -a`` do, is still noticed). It is
+written atomically; a corrupt cache is named on stderr and rebuilt.
+
+Untrusted files (refused with :class:`ImageFolderError` naming the file; names in every message
+have control characters escaped, :func:`plumbing.printable.printable`):
+
+* sizes are checked from the image headers before any pixel is decoded: at most
+  :data:`MAX_IMAGE_PIXELS` pixels per image, one size for all images (or the size the caller
+  expects, e.g. 32x32 for CIFAR-10), and the whole decoded set must fit in the available memory;
+  an image file or archive member may hold at most :data:`MAX_IMAGE_FILE_BYTES`;
+* only 8-bit images are read (Pillow modes 1, L, LA, P, PA, RGB, RGBA, RGBX, CMYK, YCbCr):
+  16-bit and floating-point images (modes I;16, I, F) are refused, not truncated;
+* an archive holds one data set: member names that are absolute or contain ``..``, image
+  members under two different top folders and duplicate members are refused;
+* an empty class folder is refused (its class would silently vanish from the labels).
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import sys
 import tarfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from plumbing.io import atomic_writer
+from plumbing.printable import printable
 from plumbing.progress import progress
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 SPLITS = ("train", "test")
-CACHE_VERSION = 1
+CACHE_VERSION = 2          # 2: caches decoded under the size, mode and layout checks above
+MAX_IMAGE_PIXELS = 1 << 24                 # per image (16.7 M pixels, e.g. 4096 x 4096)
+MAX_IMAGE_FILE_BYTES = 64 << 20            # per image file or archive member
+MAX_ARCHIVE_MEMBERS = 2_000_000
+EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
 
 
 class ImageFolderError(ValueError):
@@ -75,7 +95,7 @@ def find_source(root: Path, exclude=("cifar-10-python.tar.gz",)) -> Path | None:
         if len(archives) == 1:
             return archives[0]
         if len(archives) > 1:
-            raise ImageFolderError(f"{root}: several archives ({', '.join(p.name for p in archives)}); "
+            raise ImageFolderError(f"{_p(root)}: several archives ({', '.join(_p(p.name) for p in archives)}); "
                                    f"pass the one to use as the data root")
     return None
 
@@ -87,22 +107,81 @@ def _split_class(parts: tuple[str, ...]) -> tuple[str, str] | None:
     return parts[-3], parts[-2]
 
 
+def _p(text) -> str:
+    return printable(text)
+
+
+def _check_file_bytes(size: int, where: str) -> None:
+    if size > MAX_IMAGE_FILE_BYTES:
+        raise ImageFolderError(f"{where}: {size} bytes, more than an image file may hold "
+                               f"({MAX_IMAGE_FILE_BYTES} bytes); refused unread")
+
+
 def _list_folder(root: Path):
+    """(split, class, file name, path) of every image of a folder, class folders sorted, files
+    sorted by name; an empty class folder is refused."""
     out = []
     for split in SPLITS:
         d = root / split
         if not d.is_dir():
             continue
         for cdir in sorted(p for p in d.iterdir() if p.is_dir()):
-            for f in sorted(cdir.iterdir()):
-                if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS:
-                    out.append((split, cdir.name, f.name, f))
+            files = [f for f in sorted(cdir.iterdir()) if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS]
+            if not files:
+                raise ImageFolderError(f"{_p(cdir)}: class folder {_p(split + '/' + cdir.name)} holds no "
+                                       f"image ({', '.join(IMG_EXTENSIONS)}); remove it or add its images")
+            out.extend((split, cdir.name, f.name, f) for f in files)
     return out
+
+
+def _archive_members(source: Path, tar: tarfile.TarFile):
+    """Image members of an archive as (split, class, member), after the layout checks: names
+    neither absolute nor containing '..', every member within the size cap, one dataset root
+    (common leading folder), no duplicate and no empty class folder."""
+    where = _p(source)
+    members, roots, class_dirs, seen = [], set(), set(), set()
+    count = 0
+    for m in tar:
+        count += 1
+        if count > MAX_ARCHIVE_MEMBERS:
+            raise ImageFolderError(f"{where}: more than {MAX_ARCHIVE_MEMBERS} archive members; refused")
+        name = m.name
+        parts = Path(name).parts
+        if name.startswith(("/", "\\")) or ".." in parts or ".." in name.split("\\"):
+            raise ImageFolderError(f"{where}: member {_p(name)} points outside the archive (absolute "
+                                   f"name or '..'); refused")
+        if m.isfile():
+            _check_file_bytes(m.size, f"{where}: member {_p(name)}")
+        parts = tuple(q for q in parts if q not in ("", "."))
+        if m.isdir() and len(parts) >= 2 and parts[-2] in SPLITS:
+            class_dirs.add(parts)
+        if not (m.isfile() and Path(name).suffix.lower() in IMG_EXTENSIONS):
+            continue
+        sc = _split_class(parts)
+        if sc is None:
+            continue
+        key = parts
+        if key in seen:
+            raise ImageFolderError(f"{where}: member {_p(name)} appears twice; refused")
+        seen.add(key)
+        roots.add(parts[:-3])
+        members.append((sc[0], sc[1], m))
+    if len(roots) > 1:
+        shown = ", ".join(_p("/".join(r) or "(top level)") for r in sorted(roots))
+        raise ImageFolderError(f"{where}: images under several top folders ({shown}); an archive "
+                               f"must hold one data set (<folder>/train/<class>/<image>)")
+    root = next(iter(roots)) if roots else ()
+    with_images = {parts[:-1] for parts in seen}
+    for d in sorted(class_dirs):
+        if d[:-2] == root and d not in with_images:
+            raise ImageFolderError(f"{where}: class folder {_p('/'.join(d))} holds no image "
+                                   f"({', '.join(IMG_EXTENSIONS)}); remove it or add its images")
+    return members
 
 
 def source_key(source: Path) -> str:
     """Identity of the source: size, mtime and SHA-256 of an archive; the list of image files
-    with size and mtime for a folder."""
+    with size and SHA-256 of their content for a folder (copies that keep times are noticed)."""
     source = Path(source).resolve()
     if source.is_file():
         st = source.stat()
@@ -113,8 +192,13 @@ def source_key(source: Path) -> str:
         return f"archive|{source}|{st.st_size}|{st.st_mtime_ns}|{h.hexdigest()}"
     h = hashlib.sha256()
     for split, cls, name, f in _list_folder(source):
-        st = f.stat()
-        h.update(f"{split}/{cls}/{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        fh_hash = hashlib.sha256()
+        size = 0
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                fh_hash.update(block)
+                size += len(block)
+        h.update(f"{split}/{cls}/{name}|{size}|{fh_hash.hexdigest()}\n".encode("utf-8", "surrogateescape"))
     return f"folder|{source}|{h.hexdigest()}"
 
 
@@ -137,83 +221,154 @@ def cache_paths(source: Path) -> tuple[Path, Path]:
         name = source.name
         beside = source / ".robustgen.npz"
     tag = hashlib.sha256(str(source).encode()).hexdigest()[:16]
-    return beside, user_cache_dir() / f"{name}-{tag}.npz"
+    return beside, user_cache_dir() / f"{name}-{tag}.v{CACHE_VERSION}.npz"
 
 
-def _decode(data: bytes, where: str):
+def _open_image(data: bytes, where: str):
+    """The Pillow image of ``data`` with only its header read (no pixels decoded); refuses a
+    header declaring more than :data:`MAX_IMAGE_PIXELS` pixels or a mode other than 8-bit."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # checked below
+            im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise ImageFolderError(f"{where}: image header declares more than {2 * Image.MAX_IMAGE_PIXELS} "
+                               f"pixels (at most {MAX_IMAGE_PIXELS} pixels per image are read); "
+                               f"refused before decoding") from None
+    except UnidentifiedImageError:
+        raise ImageFolderError(f"{where}: not a readable image (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageFolderError(f"{where}: not a readable image ({_p(exc)})") from None
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS or w < 1 or h < 1:
+        im.close()
+        raise ImageFolderError(f"{where}: image header declares {w}x{h} pixels, more than the "
+                               f"{MAX_IMAGE_PIXELS} pixels per image read; refused before decoding")
+    if im.mode not in EIGHT_BIT_MODES:
+        mode = im.mode
+        im.close()
+        raise ImageFolderError(f"{where}: pixel mode {_p(mode)} (16-bit or floating-point samples) is "
+                               f"not read: only 8-bit images are supported (refused rather than "
+                               f"clipped); convert the files to 8-bit")
+    return im
+
+
+def _decode_image(im, where: str):
+    """Decode an image opened by :func:`_open_image` into uint8 (H, W) or (H, W, 3)."""
+    from PIL import Image
+
+    try:
+        with im:
             im.load()
             if im.mode in ("L", "1"):                     # grey-scale stays (H, W)
                 arr = np.asarray(im.convert("L"), dtype=np.uint8)
             else:
                 arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageFolderError(f"{where}: not a readable image ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageFolderError(f"{where}: not a readable image ({_p(exc)})") from None
     return arr
 
 
+def _decode(data: bytes, where: str):
+    return _decode_image(_open_image(data, where), where)
+
+
 def _iter_sources(source: Path):
-    """Yield the number of images first, then (split, class, file name, bytes, where) for each
-    image in archive or folder order."""
+    """Yield the (split, class) of every image first (a list), then (split, class, file name,
+    bytes, where) for each image in archive or folder order; names in ``where`` are escaped."""
     if source.is_file():
         try:
             tar = tarfile.open(source, "r:*")
-            members = [m for m in tar.getmembers()
-                       if m.isfile() and Path(m.name).suffix.lower() in IMG_EXTENSIONS
-                       and _split_class(Path(m.name).parts) is not None]
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise ImageFolderError(f"{source}: not a readable tar archive ({exc})") from None
-        yield len(members)
+            raise ImageFolderError(f"{_p(source)}: not a readable tar archive ({_p(exc)})") from None
         try:
-            for m in members:
-                split, cls = _split_class(Path(m.name).parts)
+            try:
+                members = _archive_members(source, tar)
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise ImageFolderError(f"{_p(source)}: not a readable tar archive ({_p(exc)})") from None
+            yield [(split, cls) for split, cls, _ in members]
+            for split, cls, m in members:
+                where = f"{_p(source)}:{_p(m.name)}"
                 try:
                     fh = tar.extractfile(m)
-                    data = fh.read() if fh is not None else b""
+                    data = fh.read(MAX_IMAGE_FILE_BYTES + 1) if fh is not None else b""
                 except (tarfile.TarError, OSError, EOFError) as exc:
-                    raise ImageFolderError(f"{source}: member {m.name} cannot be read ({exc})") from None
-                yield split, cls, Path(m.name).name, data, f"{source}:{m.name}"
+                    raise ImageFolderError(f"{where}: cannot be read ({_p(exc)})") from None
+                _check_file_bytes(len(data), where)
+                yield split, cls, Path(m.name).name, data, where
         finally:
             tar.close()
     else:
         files = _list_folder(source)
-        yield len(files)
+        yield [(split, cls) for split, cls, _, _ in files]
         for split, cls, name, f in files:
-            yield split, cls, name, f.read_bytes(), str(f)
+            where = _p(f)
+            _check_file_bytes(f.stat().st_size, where)
+            with open(f, "rb") as fh:
+                data = fh.read(MAX_IMAGE_FILE_BYTES + 1)
+            _check_file_bytes(len(data), where)
+            yield split, cls, name, data, where
 
 
-def decode_source(source: Path, classes=None, desc: str = "decoding images") -> ImageFolderData:
-    """Decode every image of ``source`` (archive or folder) into per-split uint8 arrays."""
+def _check_classes(source: Path, found, classes):
+    found = sorted(set(found))
+    if classes is None:
+        return tuple(found)
+    classes = tuple(classes)
+    if set(found) != set(classes):
+        missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+        raise ImageFolderError(f"{_p(source)}: class folders {_p(found)} are not the expected classes "
+                               f"{_p(list(classes))} (missing {_p(missing)}, unexpected {_p(extra)})")
+    return classes
+
+
+def decode_source(source: Path, classes=None, desc: str = "decoding images", *,
+                  image_size: tuple[int, int] | None = None) -> ImageFolderData:
+    """Decode every image of ``source`` (archive or folder) into per-split uint8 arrays.
+
+    ``image_size`` (height, width): the size every image must have (else the first image's).
+    Sizes, modes and the memory the decoded set needs are checked from the headers before the
+    pixels of any image are decoded."""
+    from plumbing.memory import check_fits
+
     source = Path(source)
     it = _iter_sources(source)
-    total = next(it)
+    listing = next(it)
+    total = len(listing)
     if total == 0:
-        raise ImageFolderError(f"{source}: no images found in the layout train/<class>/<image> "
+        raise ImageFolderError(f"{_p(source)}: no images found in the layout train/<class>/<image> "
                                f"(extensions {', '.join(IMG_EXTENSIONS)})")
+    classes = _check_classes(source, [c for _, c in listing], classes)
+    if "train" not in {s for s, _ in listing}:
+        raise ImageFolderError(f"{_p(source)}: no train/<class>/<image> files found")
     items = []
     lossy = False
-    shape = None
+    shape = tuple(image_size) if image_size is not None else None
+    checked = False
     for split, cls, name, data, where in progress(it, total=total, desc=desc, unit="img"):
-        arr = _decode(data, where)
+        im = _open_image(data, where)
+        size = (im.size[1], im.size[0])
         if shape is None:
-            shape = arr.shape[:2]
-        elif arr.shape[:2] != shape:
-            raise ImageFolderError(f"{where}: image size {arr.shape[1]}x{arr.shape[0]} differs from "
-                                   f"the first image's {shape[1]}x{shape[0]}; all images must have one size")
+            shape = size
+        if size != shape:
+            im.close()
+            first = "expected" if image_size is not None else "the first image's"
+            raise ImageFolderError(f"{where}: image size {size[1]}x{size[0]} differs from {first} "
+                                   f"{shape[1]}x{shape[0]}; all images must have one size")
+        if not checked:     # decoded arrays, then their stacked copy: 2 x N x H x W x 3 bytes
+            try:
+                check_fits(2.0 * total * shape[0] * shape[1] * 3,
+                           f"{_p(source)}: {total} images of {shape[1]}x{shape[0]} pixels",
+                           "use a smaller image set")
+            except ValueError as exc:
+                im.close()
+                raise ImageFolderError(str(exc)) from None
+            checked = True
+        arr = _decode_image(im, where)
         lossy = lossy or Path(name).suffix.lower() in LOSSY_EXTENSIONS
         items.append((split, cls, name, arr))
-    found = sorted({cls for _, cls, _, _ in items})
-    if classes is None:
-        classes = tuple(found)
-    else:
-        classes = tuple(classes)
-        if set(found) != set(classes):
-            missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
-            raise ImageFolderError(f"{source}: class folders {found} are not the expected classes "
-                                   f"{list(classes)} (missing {missing}, unexpected {extra})")
     index = {c: i for i, c in enumerate(classes)}
     colour = any(a.ndim == 3 for *_, a in items)
     splits = {}
@@ -224,8 +379,6 @@ def decode_source(source: Path, classes=None, desc: str = "decoding images") -> 
         arrs = [a if (a.ndim == 3 or not colour) else np.repeat(a[:, :, None], 3, axis=2) for _, _, a in sel]
         splits[split] = (np.stack(arrs).astype(np.uint8, copy=False),
                          np.array([i for i, _, _ in sel], dtype=np.int64))
-    if "train" not in splits:
-        raise ImageFolderError(f"{source}: no train/<class>/<image> files found")
     return ImageFolderData(splits, classes, lossy, source, None, False)
 
 
@@ -284,19 +437,21 @@ def _writable_dir(d: Path) -> bool:
     return d.is_dir() and os.access(d, os.W_OK) and bool(d.stat().st_mode & 0o222)
 
 
-def read_image_folder(root, classes=None, *, cache: bool = True) -> ImageFolderData:
+def read_image_folder(root, classes=None, *, cache: bool = True,
+                      image_size: tuple[int, int] | None = None) -> ImageFolderData:
     """Decoded image folder at ``root`` (an archive, a folder holding ``train/``, or a folder
     holding exactly one archive), from the cache when it is current.
 
     ``classes``: the class order (official order of a known dataset); default sorted names.
+    ``image_size``: (height, width) every image must have (checked before decoding).
     """
     root = Path(root).expanduser()
     source = find_source(root)
     if source is None:
-        raise FileNotFoundError(f"{root}: no image folder found (expected {root}/train/<class>/<image> "
-                                f"or a .tar.gz holding train/<class>/<image>)")
+        raise FileNotFoundError(f"{_p(root)}: no image folder found (expected {_p(root)}/train/<class>/"
+                                f"<image> or a .tar.gz holding train/<class>/<image>)")
     if not cache:
-        return decode_source(source, classes)
+        return decode_source(source, classes, image_size=image_size)
     key = source_key(source)
     beside, fallback = cache_paths(source)
     for path in (beside, fallback):
@@ -307,12 +462,13 @@ def read_image_folder(root, classes=None, *, cache: bool = True) -> ImageFolderD
         except _Stale:
             continue
         except ImageFolderError as exc:
-            print(f"robustgen: cache file {path} is corrupt ({exc}); decoding {source} again and "
-                  f"rewriting the cache", file=sys.stderr)
+            print(f"robustgen: cache file {_p(path)} is corrupt ({_p(exc)}); decoding {_p(source)} "
+                  f"again and rewriting the cache", file=sys.stderr)
             continue
         data.source = source
         return data
-    data = decode_source(source, classes, desc=f"decoding {source.name} (once; cached)")
+    data = decode_source(source, classes, desc=f"decoding {_p(source.name)} (once; cached)",
+                         image_size=image_size)
     for path in (beside, fallback):
         if not _writable_dir(path.parent) and path is beside:
             continue
@@ -322,6 +478,6 @@ def read_image_folder(root, classes=None, *, cache: bool = True) -> ImageFolderD
             break
         except OSError as exc:
             if path is fallback:
-                print(f"robustgen: could not write the cache {path} ({exc}); images will be decoded "
-                      f"again next time", file=sys.stderr)
+                print(f"robustgen: could not write the cache {_p(path)} ({_p(exc)}); images will be "
+                      f"decoded again next time", file=sys.stderr)
     return data

@@ -9,9 +9,11 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +38,62 @@ def _jsonable(obj):
     return obj
 
 
+STALE_TEMP_SECONDS = 24 * 3600   # a temporary file this old whose writer cannot be checked is stale
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", platform.node() or "host")[:32]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _clean_stale_temps(path: Path) -> None:
+    """Remove temporary files of earlier writes of ``path`` that were killed before renaming
+    (``.<name>.<pid>@<host>.<random>.tmp``): those of a process of this host that no longer
+    runs, and any (other host, older naming) not touched for :data:`STALE_TEMP_SECONDS`."""
+    prefix, host = f".{path.name}.", _host_tag()
+    try:
+        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    now = time.time()
+    for e in entries:
+        rest = e.name[len(prefix):]
+        m = re.fullmatch(r"(\d+)@([A-Za-z0-9._-]+)\.[A-Za-z0-9_]{8}\.tmp", rest)
+        try:
+            if m is not None and m.group(2) == host:
+                stale = not _pid_alive(int(m.group(1)))
+            elif m is not None or re.fullmatch(r"[A-Za-z0-9_]{8}\.tmp", rest):
+                stale = now - e.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+            else:
+                continue       # another target's temporary file (e.g. of "<name>.x")
+            if stale and e.is_file(follow_symlinks=False):
+                os.unlink(e.path)
+        except OSError:
+            pass
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike):
     """Binary file handle on a temporary file in the target folder; on success it is fsynced and
     renamed over ``path`` (readers see the old file or the new one, never half of one); on any
     error the temporary file is removed and ``path`` is untouched. Streams, so large arrays
-    (``np.savez(fh, ...)``) need no second copy in memory."""
+    (``np.savez(fh, ...)``) need no second copy in memory. The temporary file's name carries the
+    writer's process id and host; temporary files left by a killed writer of the same target
+    are removed by the next write (:func:`_clean_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _clean_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{_host_tag()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -97,28 +146,67 @@ def read_json(path: str | os.PathLike, *, remedy: str = "delete it to recompute 
                                f"column {exc.colno}; truncated?); {remedy}") from None
 
 
+def checkpoint_state(obj):
+    """``obj`` with numpy scalars and arrays, tuples' contents, paths and dataclasses turned into
+    the plain types a ``weights_only`` checkpoint holds (tensors, dicts, lists, tuples, numbers,
+    strings, None), so :func:`load_checkpoint` can read it back."""
+    import dataclasses
+
+    import torch
+
+    if isinstance(obj, np.generic):      # before float: np.float64 is a float subclass
+        return obj.item()
+    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, dict):
+        return {k: checkpoint_state(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        vals = [checkpoint_state(v) for v in obj]
+        return vals if isinstance(obj, list) else tuple(vals)
+    if isinstance(obj, np.ndarray):       # lists, so a resumed history stays JSON-serialisable
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return checkpoint_state(dataclasses.asdict(obj))
+    return obj
+
+
 def load_checkpoint(path: str | os.PathLike, map_location=None, required=()) -> dict:
-    """``torch.load`` of a training checkpoint written by this project; a truncated or garbage
-    file, or one without the ``required`` keys, raises :class:`CorruptFileError` naming it
-    ("delete it to restart the run from scratch") instead of a torch traceback."""
+    """``torch.load(weights_only=True)`` of a training checkpoint written by this project: only
+    tensors, dicts, lists, numbers and strings are built, so a planted file cannot run code (it
+    is refused, naming it). A truncated or garbage file, or one without the ``required`` keys,
+    raises :class:`CorruptFileError` naming it ("delete it to restart the run from scratch")
+    instead of a torch traceback."""
     import pickle
     import zipfile
 
     import torch
 
+    from plumbing.printable import printable
+
     remedy = "delete it to restart that run from scratch"
+    shown = printable(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptFileError(f"checkpoint {path} is unreadable ({first[:120]}); {remedy}") from None
+            AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError, TypeError) as exc:
+        text = str(exc)
+        if "weights only" in text.lower() or "weights_only" in text.lower():
+            found = re.search(r"Unsupported global: GLOBAL \S+|Unsupported operand \S+", text)
+            what = printable(found.group(0))[:120] if found else "unexpected content"
+            raise CorruptFileError(f"checkpoint {shown} refused: not a plain checkpoint of tensors, "
+                                   f"numbers, strings, lists and dicts as this project writes ({what}); "
+                                   f"other objects are never unpickled; {remedy}") from None
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise CorruptFileError(f"checkpoint {shown} is unreadable ({printable(first)[:120]}); "
+                               f"{remedy}") from None
     if not isinstance(state, dict):
-        raise CorruptFileError(f"checkpoint {path} does not hold a training state "
+        raise CorruptFileError(f"checkpoint {shown} does not hold a training state "
                                f"(got {type(state).__name__}); {remedy}")
     missing = [k for k in required if k not in state]
     if missing:
-        raise CorruptFileError(f"checkpoint {path} lacks {', '.join(missing)}; {remedy}")
+        raise CorruptFileError(f"checkpoint {shown} lacks {', '.join(missing)}; {remedy}")
     return state
 
 

@@ -337,7 +337,8 @@ def shared_data_preparation():
 def _load_trained(cfg: pl_runs.RunConfig, paths: dict, root, device):
     data = pl_runs.prepare_data(cfg, root)
     model = pl_runs.make_model(cfg, tuple(data["x"].shape[1:]), data["x"]).to(device)
-    state = torch.load(paths["checkpoint"], map_location=device, weights_only=False)
+    from plumbing.io import load_checkpoint   # weights only: a planted file is refused, never run
+    state = load_checkpoint(paths["checkpoint"], map_location=device, required=("model",))
     model.load_state_dict(state["model"])
     model.eval()
     return model, data

@@ -230,7 +230,7 @@ def train_group(group: Group, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     history: list[dict] = []
     epoch0, step0 = 0, 0
     if checkpoint is not None and Path(checkpoint).is_file():
-        from plumbing.io import load_checkpoint  # names a truncated file, never a traceback
+        from plumbing.io import load_checkpoint  # weights only, names a truncated file; a planted file is refused, never run
 
         state = load_checkpoint(checkpoint, map_location=x.device,
                                 required=("plan", "model", "optimizer", "history", "epoch", "step"))
