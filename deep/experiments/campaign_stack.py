@@ -13,12 +13,14 @@ of a sum of per-row losses is each row's own gradient, and the attacks of ``deep
 (per-example projection, per-example random starts) work unchanged on the stacked rows.
 
 Objectives (YRZSC Appendix A.0.2, as in ``deep.methods``), all with one PGD inner maximisation for
-the whole stack (``deep.attacks.pgd``, eps 0.1, 10 steps of 0.02, random start, eval mode):
+the whole stack (``deep.attacks.pgd``, eps 0.1, 10 steps of 0.02, last iterate):
 
 * ``ce_mix``: model k minimises ``a_k CE(f_k(x), y) + b_k CE(f_k(x'), y)`` with x' the CE-PGD
-  point: AT is (a, b) = (0, 1), RST(lambda) is (1, lambda);
+  point (uniform start, train mode: dropout on during the attack, as the authors' AT/RST):
+  AT is (a, b) = (0, 1), RST(lambda) is (1, lambda);
 * ``trades``: model k minimises ``CE(f_k(x), y) + beta_k KL(f_k(x) || f_k(x'))`` with x' the
-  KL-PGD point (batch-mean KL as ``deep.methods``; f_k(x') reuses f_k(x)'s dropout masks);
+  KL-PGD point (eval mode, start x + 0.001 N(0, 1); batch-mean KL as ``deep.methods``; f_k(x)
+  and f_k(x') share dropout masks through ``deep.methods.paired_forward``);
 * ``single``: one model with ``deep.methods.make_loss`` (natural, GR, LLR).
 
 The stacked loss is the *sum* over models of each model's own batch-mean loss, so model k's
@@ -39,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from deep.methods import MethodConfig, _SameRandomness, make_loss
+from deep.methods import MethodConfig, inner_attack, make_loss, paired_forward
 from deep.trainer import epoch_seed
 from plumbing.io import atomic_write_bytes
 from plumbing.validation import check_choice, check_int
@@ -141,8 +143,7 @@ class Group:
     def loss_fn(self):
         """``loss(model, xb, yb)`` of the whole group (sum of the models' own losses)."""
         if self.kind == "single":
-            return make_loss(self.methods[0])
-        from deep.attacks import pgd
+            return make_loss(self.methods[0], validate=False)   # train_group validated the data
 
         cfg = self.methods[0]
         k = len(self.methods)
@@ -157,20 +158,16 @@ class Group:
             yr = yb.repeat(k)
             dev, dt = xb.device, xb.dtype
             if self.kind == "ce_mix":
-                xa = pgd(model, xr, yr, cfg.eps, norm="inf", steps=cfg.steps,
-                         step_size=cfg.step_size, random_start=True, loss="ce").detach()
+                xa = inner_attack(model, xr, yr, cfg, "ce", validate=False)
                 aa = torch.tensor(a, device=dev, dtype=dt)
                 bb = torch.tensor(b, device=dev, dtype=dt)
                 clean = _per_model_mean(F.cross_entropy(model(xr), yr, reduction="none"), k)
                 adv = _per_model_mean(F.cross_entropy(model(xa), yr, reduction="none"), k)
                 return (aa * clean + bb * adv).sum()
-            xa = pgd(model, xr, yr, cfg.eps, norm="inf", steps=cfg.steps,
-                     step_size=cfg.step_size, random_start=True, loss="kl").detach()
-            rng = _SameRandomness(xb.device)
-            logits = model(xr)
-            rng.replay()      # f(x') with f(x)'s dropout masks, as deep.methods' TRADES
+            xa = inner_attack(model, xr, yr, cfg, "kl", validate=False)
+            logits, logits_adv = paired_forward(model, xr, xa)   # as deep.methods' TRADES
             ce = _per_model_mean(F.cross_entropy(logits, yr, reduction="none"), k)
-            kl = F.kl_div(F.log_softmax(model(xa), dim=1), F.softmax(logits, dim=1),
+            kl = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits, dim=1),
                           reduction="none").sum(dim=1)
             bt = torch.tensor(beta, device=dev, dtype=dt)
             return (ce + bt * _per_model_mean(kl, k)).sum()
