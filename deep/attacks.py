@@ -331,12 +331,20 @@ def _iterate(model, x, y, x_adv, eps, norm, steps, alpha, objective, keep_best):
 
     Returns (final or best iterate, objective value at it, or None without ``keep_best``)."""
     best_x, best_val = x_adv.detach().clone(), None
+
+    def total(z):
+        v = objective(model(z), y)
+        return v.sum(), v.detach()
+
+    # torch.func.grad rather than requires_grad_ + autograd.grad: the same gradient, and it keeps
+    # the loop traceable by torch.compile (no leaf tensor created inside the captured region).
+    # Called under no_grad: the transform still differentiates w.r.t. its input, but records no
+    # graph towards the parameters (the iterate is a constant of the training loss).
+    grad_and_val = torch.func.grad(total, has_aux=True)
     for _ in range(steps):
-        x_adv = x_adv.detach().requires_grad_(True)
-        with torch.enable_grad():
-            val = objective(model(x_adv), y)
-            (grad,) = torch.autograd.grad(val.sum(), x_adv)
-        val = val.detach()
+        x_adv = x_adv.detach()
+        with torch.no_grad():
+            grad, val = grad_and_val(x_adv)
         if keep_best:
             if best_val is None:
                 best_val = val.clone()

@@ -98,7 +98,10 @@ TABLES = {"table2_cnn1": ("cnn1", "pgd", "YRZSC Table 2 (CNN1, PGD-10)"),
 #: CPU test preset: 16x16 images (both networks accept them), a few examples, one attack step
 TINY = {"train_size": 20, "test_size": 10, "train_eval_size": 10, "mt_eval_size": 10,
         "lip_size": 10, "attack_steps": 1, "eval_batch": 64, "pilot_steps": 1, "max_epochs": 1,
-        "batch_size": 10, "image_size": 16}
+        "batch_size": 10, "image_size": 16, "step_mode": "eager"}
+#: how the training steps run: "auto" (the pilot times the eager and the captured step of every
+#: group in the same run and each group trains with the faster), "eager", "captured"
+STEP_MODES = ("auto", "eager", "captured")
 
 
 @dataclass
@@ -125,6 +128,9 @@ class YrzscConfig:
     image_size: int | None = None      # None: MNIST's 28x28; else resized (tests only)
     safety: float = 0.85               # fraction of the budget the plan may fill
     tiny: bool = False                 # the CPU test preset (results are not paper checks)
+    step_mode: str = "auto"            # STEP_MODES; see deep.experiments.campaign_stack
+    capture_backend: str | None = None  # torch.compile backend (None: inductor)
+    capture_mode: str | None = None    # torch.compile mode (None: reduce-overhead on a GPU)
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -147,6 +153,8 @@ class YrzscConfig:
         for name in ("train_eval_size", "mt_eval_size", "eval_batch", "pilot_steps", "batch_size"):
             check_int(name, getattr(self, name), min_value=1)
         check_float("safety", self.safety, low=0.0, low_open=True, high=1.0)
+        if self.step_mode not in STEP_MODES:
+            raise ValueError(f"step_mode must be one of {', '.join(STEP_MODES)}; got {self.step_mode!r}")
 
     @property
     def root(self) -> Path:
@@ -302,43 +310,82 @@ def deviations(cfg: YrzscConfig, plan: dict, device: torch.device) -> list[str]:
     return d
 
 
+def _time_steps(cfg: YrzscConfig, g: Group, data: dict, device, mode: str, warm: int,
+                should_stop) -> dict:
+    """Time ``cfg.pilot_steps`` training steps of group ``g`` in ``mode`` ("eager" or
+    "captured") after ``warm`` untimed ones (the first pays one-off costs: kernels, vmap, and in
+    captured mode the compilation), on a throwaway model."""
+    model = g.build(fresh_models(g.arch, len(g.methods), device, cfg.seed, _size(cfg)))
+    times: list[float] = []
+    r = train_group(g, model, data["x"], data["y"], epochs=1, batch_size=cfg.batch_size,
+                    sched=schedule(cfg), seed=cfg.seed + 98, max_steps=warm + cfg.pilot_steps,
+                    should_stop=should_stop, step_mode=mode, capture_backend=cfg.capture_backend,
+                    capture_mode=cfg.capture_mode, step_times=times)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    timed = gaps[warm:] or gaps[-1:]
+    sec = sum(timed) / len(timed) if timed else float("inf")
+    return {"mode_used": r["step_mode"], "capture_error": r["capture_error"],
+            "seconds_per_step": sec, "steps_per_s": 1.0 / sec if timed and sec > 0 else None,
+            "first_step_seconds": gaps[0] if gaps else None, "timed_steps": len(timed)}
+
+
 def pilot(cfg: YrzscConfig, groups: list[Group], data: dict, device, budget: Budget) -> dict:
     """Seconds per training step of each group and seconds per evaluation of each architecture,
-    measured on throwaway models; then the epoch count that fits."""
+    measured on throwaway models; then the epoch count that fits.
+
+    With ``step_mode="auto"`` every group is timed twice in this run, eager and captured
+    (``torch.compile(fullgraph=True)``, CUDA graphs on a GPU), and trains with the faster; a group
+    whose capture fails (GR and LLR: their RNG replay cannot be captured) is timed eagerly and the
+    reason is recorded. ``step_timing`` holds steps/s per group for both modes."""
     bs = cfg.batch_size
     n = len(data["y"])
     steps_per_epoch = math.ceil(n / bs)
-    step_s, per_model = {}, []
+    step_s, per_model, step_mode, timing = {}, [], {}, {}
     half = 0.5 * budget.seconds
 
     def over():
         return budget.expired(reserve=half)
 
+    modes = ("eager", "captured") if cfg.step_mode == "auto" else (cfg.step_mode,)
+    warm = min(2, cfg.pilot_steps - 1) or 1
     for g in groups:
         if per_model and over():
             # the pilot must not eat the budget: an unmeasured group gets the slowest
             # per-model step measured, times its number of models
             step_s[g.name] = max(per_model) * len(g.methods)
+            step_mode[g.name] = "eager"
+            timing[g.name] = {"eager_steps_per_s": None, "captured_steps_per_s": None,
+                              "chosen": "eager", "note": "not timed: pilot share of the budget spent"}
             continue
-        model = g.build(fresh_models(g.arch, len(g.methods), device, cfg.seed, _size(cfg)))
-        warm = min(2, cfg.pilot_steps - 1)   # first steps pay one-off costs (kernels, vmap)
-        if warm:
-            train_group(g, model, data["x"], data["y"], epochs=1, batch_size=bs,
-                        sched=schedule(cfg), seed=cfg.seed + 99, max_steps=warm,
-                        should_stop=over if per_model else None)
         calls = [0]
 
         def after_one_step():   # checked before every step: time at least one
             calls[0] += 1
-            return calls[0] > 1 and over()
+            return calls[0] > warm + 1 and over()
 
-        sync(device)
-        t0 = time.perf_counter()
-        r = train_group(g, model, data["x"], data["y"], epochs=1, batch_size=bs,
-                        sched=schedule(cfg), seed=cfg.seed + 98, max_steps=cfg.pilot_steps,
-                        should_stop=after_one_step)
-        sync(device)
-        step_s[g.name] = (time.perf_counter() - t0) / max(1, r["steps_done"])
+        rec = {}
+        for mode in modes:
+            rec[mode] = _time_steps(cfg, g, data, device, mode, warm, after_one_step)
+            calls[0] = 0
+        t = {"eager_steps_per_s": rec["eager"]["steps_per_s"] if "eager" in rec else None,
+             "captured_steps_per_s": None, "captured_error": None,
+             "captured_first_step_seconds": None}
+        if "captured" in rec:
+            c = rec["captured"]
+            t["captured_first_step_seconds"] = c["first_step_seconds"]
+            if c["mode_used"] == "captured":
+                t["captured_steps_per_s"] = c["steps_per_s"]
+            else:
+                t["captured_error"] = c["capture_error"]
+                if "eager" not in rec:          # captured requested, fell back: eager timing
+                    t["eager_steps_per_s"] = c["steps_per_s"]
+        usable = {m: rec[m]["seconds_per_step"] for m in rec if rec[m]["mode_used"] == m}
+        if not usable:                          # "captured" asked for and unavailable
+            usable = {"eager": rec["captured"]["seconds_per_step"]}
+        chosen = min(usable, key=usable.get)
+        t["chosen"] = chosen
+        step_mode[g.name], timing[g.name] = chosen, t
+        step_s[g.name] = usable[chosen]
         per_model.append(step_s[g.name] / len(g.methods))
     eval_s = {}
     for arch in sorted({g.arch for g in groups}):
@@ -362,7 +409,8 @@ def pilot(cfg: YrzscConfig, groups: list[Group], data: dict, device, budget: Bud
             "budget_left_at_plan": budget.remaining(), "fits": avail >= train_epoch_s,
             "n_train": n, "n_test": len(data["yt"]), "n_train_eval": len(data["y_tr_eval"]),
             "n_mt": len(data["y_mt_te"]), "n_lip": len(data["x_lip"]),
-            "batch_size": bs, "groups": [g.name for g in groups]}
+            "batch_size": bs, "groups": [g.name for g in groups],
+            "step_mode": step_mode, "step_timing": timing}
 
 
 def eval_passes(cfg: YrzscConfig, data: dict) -> float:
@@ -430,8 +478,11 @@ def run(cfg: YrzscConfig, budget: Budget) -> dict:
         template = fresh_models(g.arch, 1, device, cfg.seed, _size(cfg))[0]
         model = g.build(fresh_models(g.arch, len(g.methods), device, cfg.seed, _size(cfg)))
         reserve = plan["eval_seconds_per_model"][g.arch] * len(g.methods)
+        mode = plan.get("step_mode", {}).get(g.name, "eager")
         res = train_group(g, model, data["x"], data["y"], epochs=E,
                           batch_size=plan["batch_size"], sched=schedule(cfg), seed=cfg.seed,
+                          step_mode=mode, capture_backend=cfg.capture_backend,
+                          capture_mode=cfg.capture_mode,
                           checkpoint=root / "checkpoints" / f"{g.name}.ckpt",
                           should_stop=lambda: budget.expired(reserve=min(reserve, 0.5 * budget.seconds)))
         if not res["finished"]:
@@ -454,6 +505,8 @@ def run(cfg: YrzscConfig, budget: Budget) -> dict:
                    "momentum": YANG_SGD_MOMENTUM["mnist"], "eps": YANG_EPS_LINF["mnist"],
                    "n_train": len(data["y"]), "n_test": len(data["yt"]), **ev,
                    "history": res["history"], "group_train_seconds": train_seconds,
+                   "step_mode": res["step_mode"], "capture_error": res["capture_error"],
+                   "step_timing": plan.get("step_timing", {}).get(g.name),
                    "eval_seconds": time.perf_counter() - t0, "deviations": devs}
             write_result(path, rec, seed=cfg.seed, device=device, started=started)
             budget.note_run_done()
