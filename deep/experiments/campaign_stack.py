@@ -361,6 +361,9 @@ def train_group(group: Group, model: nn.Module, x: torch.Tensor, y: torch.Tensor
             raise ValueError(f"checkpoint {checkpoint} belongs to another plan {state['plan']}; "
                              f"delete it or use another --out")
         model.load_state_dict(state["model"])
+        if not isinstance(state.get("optimizer"), dict) or "buffers" not in state["optimizer"]:
+            raise ValueError(f"checkpoint {checkpoint} holds another optimizer format (written by "
+                             f"an earlier version); delete it or use another --out")
         opt.load_state_dict(state["optimizer"])
         history, epoch0, step0 = state["history"], state["epoch"], state["step"]
 

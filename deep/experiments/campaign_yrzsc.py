@@ -81,8 +81,12 @@ PROTOCOL_DEVIATIONS = (
     "cross-entropy), keeps each target's best iterate and picks per example the candidate with the "
     "largest untargeted margin, the clean input included (authors: last iterates, picked by the "
     "softmax score of the target); a stronger attack, never weaker than none",
-    "llr-gradient: LLR keeps the true per-example input gradient in the graph (the authors' code "
-    "zeroes it in place, so their local-linearity term is always 0)",
+    "llr-formula: LLR follows Appendix A.0.2's formula with per-example terms (g includes "
+    "-L(x); |delta^T grad_x L| per example; the true input gradient kept in the graph) and "
+    "delta found by 2 sign steps of eps/2 from a small uniform start; the authors' code zeroes "
+    "the input gradient in place (so their linear terms vanish), drops -L(x) from g, averages a "
+    "batch-by-batch matrix of gradient-delta products, and takes l2-normalised steps from "
+    "0.001 N(0, 1)",
     "random-starts: attack and Eq. (3) starts are drawn from a counter-based hash of (seed, "
     "example, label) instead of torch's RNG stream: the same distributions, independent of the "
     "batch an example is in",
