@@ -7,7 +7,8 @@
 * :func:`multi_targeted` -- the multi-targeted attack (Gowal et al., YRZSC ref. [18]; Appendix
   D.1, "20 iterations for each target"): one targeted PGD per class on the margin
   ``z_t - z_y``, keeping per example the candidate with the largest untargeted margin
-  ``max_{j != y} z_j - z_y``. Step size eps/5 by default as for PGD (the paper gives none for MT).
+  ``max_{j != y} z_j - z_y``. Step size 2 eps / steps by default (the paper gives none for MT;
+  the authors' code uses 2 eps / iterations, 0.01 for eps 0.1 and 20 iterations).
 * :func:`robust_accuracy` -- clean and robust accuracy with the sanity figures AutoAttack prints
   on its last line (largest perturbation norm, NaN count, range of the adversarial inputs), so a
   reader sees at once that the attack stayed inside the ball and the box.
@@ -33,6 +34,7 @@ cannot change an l-inf step unless a gradient coordinate is zero to rounding.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -50,7 +52,7 @@ ATTACKS = ("pgd", "mt")
 
 __all__ = ["NORMS", "ATTACKS", "LOSSES", "register_loss", "pgd", "multi_targeted",
            "robust_accuracy", "RobustReport", "perturbation_norms", "eval_mode",
-           "random_start_points"]
+           "random_start_points", "validate_batch"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,6 +189,18 @@ def _base_seed(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
 
 
+def _base_seed_tensor(generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """The base seed as a 0-dim int64 tensor on ``device``, drawn without a host round trip
+    (from torch's global RNG on ``device`` without ``generator``): usable inside a captured
+    training step. Same distribution as :func:`_base_seed`."""
+    if generator is None:
+        return torch.randint(0, 2**62, (), device=device, dtype=torch.int64)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return torch.randint(0, 2**62, (), generator=generator, device=generator.device,
+                         dtype=torch.int64).to(device)
+
+
 def _seeded(base: int) -> torch.Generator:
     """A fresh CPU generator whose first base-seed draw is the same for every batch of a call."""
     return torch.Generator().manual_seed(base)
@@ -265,6 +279,17 @@ def _random_start(x: torch.Tensor, eps: float, norm: str, keys: torch.Tensor) ->
     return _project(x, x + delta, eps, norm)
 
 
+def _normal_start(x: torch.Tensor, eps: float, std: float, keys: torch.Tensor) -> torch.Tensor:
+    """TRADES' start x + std * N(0, 1) (Box-Muller of the keyed uniforms, so batch-position
+    independent like the uniform start), clamped to the l-inf ball but *not* to [0, 1]: the TRADES
+    code evaluates its first gradient at the unclipped start (every later iterate is clipped)."""
+    d = x[0].numel()
+    u1, u2 = _keyed_uniform(keys, d, 4), _keyed_uniform(keys, d, 5)
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+    delta = (std * z).clamp(-eps, eps).reshape(x.shape).to(dtype=x.dtype)
+    return x + delta
+
+
 def random_start_points(x: torch.Tensor, eps: float, norm: str = "inf",
                         generator: torch.Generator | None = None, y: torch.Tensor | None = None,
                         salt: int = 0) -> torch.Tensor:
@@ -306,19 +331,27 @@ def _iterate(model, x, y, x_adv, eps, norm, steps, alpha, objective, keep_best):
 
     Returns (final or best iterate, objective value at it, or None without ``keep_best``)."""
     best_x, best_val = x_adv.detach().clone(), None
+
+    def total(z):
+        v = objective(model(z), y)
+        return v.sum(), v.detach()
+
+    # torch.func.grad rather than requires_grad_ + autograd.grad: the same gradient, and it keeps
+    # the loop traceable by torch.compile (no leaf tensor created inside the captured region).
+    # Called under no_grad: the transform still differentiates w.r.t. its input, but records no
+    # graph towards the parameters (the iterate is a constant of the training loss).
+    grad_and_val = torch.func.grad(total, has_aux=True)
     for _ in range(steps):
-        x_adv = x_adv.detach().requires_grad_(True)
-        with torch.enable_grad():
-            val = objective(model(x_adv), y)
-            (grad,) = torch.autograd.grad(val.sum(), x_adv)
-        val = val.detach()
+        x_adv = x_adv.detach()
+        with torch.no_grad():
+            grad, val = grad_and_val(x_adv)
         if keep_best:
             if best_val is None:
                 best_val = val.clone()
             else:
                 better = val > best_val
                 best_val = torch.where(better, val, best_val)
-                best_x[better] = x_adv.detach()[better]
+                best_x = torch.where(_rows(better, x), x_adv.detach(), best_x)
         x_adv = _project(x, x_adv.detach() + alpha * _ascent_direction(grad, norm), eps, norm)
     if not keep_best:
         return x_adv.detach(), None          # no extra forward pass (as in Madry et al.)
@@ -327,8 +360,13 @@ def _iterate(model, x, y, x_adv, eps, norm, steps, alpha, objective, keep_best):
     if best_val is None:
         return x_adv.detach(), val
     better = val > best_val
-    best_x[better] = x_adv[better]
-    return best_x, torch.where(better, val, best_val)
+    return torch.where(_rows(better, x), x_adv, best_x), torch.where(better, val, best_val)
+
+
+def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (B,) mask broadcast over the trailing dimensions of ``like`` (for ``torch.where``: no
+    data-dependent indexing, so no host synchronisation)."""
+    return mask.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
 def _resolve_step(eps, steps, step_size):
@@ -346,38 +384,57 @@ def _resolve_step(eps, steps, step_size):
 def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "inf",
         steps: int = YANG_PGD_STEPS, step_size: float | None = None, random_start: bool = True,
         generator: torch.Generator | None = None, loss: str = "ce",
-        keep_best: bool = False) -> torch.Tensor:
+        keep_best: bool = False, *, start_std: float | None = None, eval_model: bool = True,
+        validate: bool = True) -> torch.Tensor:
     """Projected gradient ascent on ``loss`` in the ``norm`` ball of radius ``eps`` (YRZSC Sec. 5:
     PGD-10, step size eps/5 by default). Returns adversarial inputs (detached, same shape, device
     and dtype as ``x``), each within ``eps`` of ``x`` and inside [0, 1].
 
     ``loss`` names an objective in :data:`LOSSES`: ``"ce"`` (AT/RST, evaluation), ``"kl"``
-    (TRADES: KL from the clean prediction), ``"margin"`` (Carlini-Wagner margin). With
-    ``keep_best`` the iterate with the largest objective is returned per example instead of the
-    last one (one extra forward pass). The random start is reproducible with ``generator`` and
-    independent of the example's position in the batch (module docstring). With ``"kl"`` keep
-    ``random_start=True``: the KL objective has zero gradient at x' = x. (TRADES' own code starts
-    from x + 0.001 * N(0, 1); ours starts uniformly in the ball, a wider exploration.)
+    (TRADES: KL from the clean prediction), ``"margin"`` (Carlini-Wagner margin). The last iterate
+    is returned (as the YRZSC authors' PGD); with ``keep_best`` the iterate with the largest
+    objective per example instead (one extra forward pass). The random start is uniform in the
+    ball, or with ``start_std`` the TRADES start x + start_std * N(0, 1) (TRADES' code: 0.001;
+    clamped to the ball, not to the box); it is reproducible with ``generator`` and independent of
+    the example's position in the batch (module docstring). With ``"kl"`` keep a random start: the
+    KL objective has zero gradient at x' = x.
+
+    ``eval_model`` (default) runs the attack in eval mode; ``eval_model=False`` leaves the model's
+    mode alone, so a model in train mode attacks with dropout on, a fresh mask per step (the YRZSC
+    authors' AT and RST inner maximisation). ``validate=False`` skips the data checks (finite
+    values in [0, 1], labels in range) that need the host to read device values: a training loop
+    validates its data once up front (:func:`validate_batch`) and calls the attack with
+    ``validate=False``, so a whole training step has no host synchronisation and can be captured
+    (``torch.compile(fullgraph=True)``, CUDA graphs).
     """
-    eps, norm = _check_inputs(x, y, eps, norm)
+    if validate:
+        eps, norm = _check_inputs(x, y, eps, norm)
+    else:
+        eps = check_float("eps", eps, low=0.0)
+        norm = check_norm("norm", norm)
     _check_model_dtype(model, x)
     steps, alpha = _resolve_step(eps, steps, step_size)
     spec = LOSSES[check_choice("loss", loss, tuple(LOSSES))]
     random_start = bool(random_start)
+    if start_std is not None:
+        start_std = check_float("start_std", start_std, low=0.0, low_open=True)
     y = y.to(x.device)
     x = x.detach()
-    with eval_mode(model):
+    mode = eval_mode(model) if eval_model else contextlib.nullcontext(model)
+    with mode:
         # A clean forward pass only when the objective needs it (or nothing else would check the
         # labels); otherwise the labels are checked on the first iterate's logits.
-        checked = spec.needs_clean or steps == 0 or eps == 0
+        checked = not validate or spec.needs_clean or steps == 0 or eps == 0
         clean_logits = None
-        if checked:
+        if spec.needs_clean or (validate and checked):
             with torch.no_grad():
-                clean_logits = _forward_checked(model, x, y)
+                clean_logits = _forward_checked(model, x, y) if validate else model(x)
         if eps == 0:
             return x.clone()
         if random_start:
-            x0 = _random_start(x, eps, norm, _example_seeds(x, y, _base_seed(generator), 0))
+            keys = _example_seeds(x, y, _base_seed_tensor(generator, x.device), 0)
+            x0 = (_normal_start(x, eps, start_std, keys) if start_std is not None
+                  else _random_start(x, eps, norm, keys))
         else:
             x0 = x.clone()
 
@@ -392,11 +449,25 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, no
     return x_adv
 
 
+def validate_batch(x: torch.Tensor, y: torch.Tensor, n_classes: int | None = None) -> None:
+    """The data checks of :func:`pgd` done once for a whole data set (floating point, finite,
+    in [0, 1], integer labels, one per example, in [0, n_classes - 1] when given); raises
+    ValueError / TypeError naming the parameter. Training loops call this once before their
+    first step and then attack with ``validate=False``."""
+    _check_inputs(x, y, 0.0, "inf")
+    if n_classes is not None and len(y):
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(f"y must be class indices in [0, {n_classes - 1}], got labels in "
+                             f"[{lo}, {hi}]")
+
+
 def multi_targeted(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                    norm: str = "inf", steps: int = YANG_MT_STEPS, step_size: float | None = None,
                    random_start: bool = True, generator: torch.Generator | None = None,
                    targets: list[int] | None = None) -> torch.Tensor:
-    """Multi-targeted attack (Gowal et al.; YRZSC Appendix D.1, ``steps`` = 20 per target).
+    """Multi-targeted attack (Gowal et al.; YRZSC Appendix D.1, ``steps`` = 20 per target, step
+    size 2 eps / steps by default as in the YRZSC authors' code: 0.01 for eps 0.1, 20 steps).
 
     For every class t (or every t in ``targets``) run ``steps`` of projected ascent on the
     targeted margin ``z_t - z_y`` from its own random start, keeping that run's iterate with the
@@ -406,6 +477,9 @@ def multi_targeted(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps
     """
     eps, norm = _check_inputs(x, y, eps, norm)
     _check_model_dtype(model, x)
+    steps = check_int("steps", steps, min_value=0)
+    if step_size is None:       # the YRZSC authors' MT step: 2 eps / iterations (0.01 for 20 of 0.1)
+        step_size = min(eps, 2.0 * eps / max(steps, 1)) if eps > 0 else 1.0
     steps, alpha = _resolve_step(eps, steps, step_size)
     y = y.to(x.device)
     x = x.detach()
@@ -476,10 +550,12 @@ class RobustReport:
 def robust_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                     norm: str = "inf", attack: str = "pgd", steps: int | None = None,
                     step_size: float | None = None, generator: torch.Generator | None = None,
-                    batch_size: int = 256, random_start: bool = True) -> RobustReport:
-    """Clean and robust accuracy of ``model`` on (x, y) under ``attack`` (``"pgd"``: PGD with the
-    per-example best iterate, default 10 steps; ``"mt"``: multi-targeted, default 20 steps per
-    target), evaluated in batches of ``batch_size``. An example is robust when it is classified
+                    batch_size: int = 256, random_start: bool = True,
+                    keep_best: bool = False) -> RobustReport:
+    """Clean and robust accuracy of ``model`` on (x, y) under ``attack`` (``"pgd"``: PGD, default
+    10 steps, the last iterate as the YRZSC authors' evaluation, or with ``keep_best`` the
+    per-example best iterate; ``"mt"``: multi-targeted, default 20 steps per target), evaluated in
+    batches of ``batch_size``. An example is robust when it is classified
     correctly both clean and at its adversarial input. Also reports the largest perturbation
     norm, the NaN count and the range of the adversarial inputs (as AutoAttack's last line)."""
     attack = check_choice("attack", attack, ATTACKS)
@@ -499,7 +575,8 @@ def robust_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ep
         xb, yb = x[s:s + batch_size], y[s:s + batch_size].to(x.device)
         if attack == "pgd":
             adv = pgd(model, xb, yb, eps, norm, steps=steps, step_size=step_size,
-                      random_start=random_start, generator=_seeded(base), keep_best=True)
+                      random_start=random_start, generator=_seeded(base),
+                      keep_best=bool(keep_best))
         else:
             adv = multi_targeted(model, xb, yb, eps, norm, steps=steps, step_size=step_size,
                                  random_start=random_start, generator=_seeded(base))

@@ -6,6 +6,8 @@ natural    E[L(f(X), Y)]                                                       (
 gr         E[L + beta * ((L(f(X + h d), Y) - L(f(X), Y)) / h)^2],  d = grad_X L / ||grad_X L||_2
            Finlay & Oberman's finite-difference input-gradient regulariser: the squared quotient
            approximates ||grad_X L||_2^2 without double back-propagation (d is held fixed).
+           Settings of the YRZSC authors' code: h = 1 and penalty lambda * sum (dl)^2 / 2 with
+           lambda = 1 on the summed loss, i.e. beta = 1/2 in this formula (the default).
 llr        E[L + lambda * g(delta) + mu * |delta^T grad_X L|],
            g(delta) = |L(X + delta) - L(X) - delta^T grad_X L|, delta = argmax_{B_inf(eps)} g
            (Qin et al.). grad_X L is the true per-example input gradient, kept in the graph
@@ -15,18 +17,23 @@ rst        E[L(f(X), Y) + lambda * max_{X'} L(f(X'), Y)]     (robust self-traini
 trades     E[L(f(X), Y) + beta * max_{X'} KL(f(X) || f(X'))]                           (TRADES)
 =========  ====================================================================================
 
-Inner maximisations use ``deep.attacks.pgd`` (l_inf, 10 steps of eps/5 by default, random start;
-the model is in eval mode during the attack). The method is picked by exact name from
+Inner maximisations use ``deep.attacks.pgd`` (l_inf, 10 steps of eps/5 by default, last iterate).
+As in the YRZSC authors' code: AT and RST attack from a uniform start in the ball with the model
+in train mode (dropout on, a fresh mask per step); TRADES attacks in eval mode from
+x + 0.001 * N(0, 1) (TRADES' start). The method is picked by exact name from
 :data:`METHODS`; its parameter is ``MethodConfig.weight`` (TRADES beta, RST lambda, GR beta,
 LLR lambda). On the command line ``"trades:6"`` means ``MethodConfig("trades", weight=6.0)``.
 
-Dropout: forward passes whose outputs are compared share one dropout mask (torch's RNG state is
-captured once and replayed), so a difference measures the input change and not the mask change:
-GR's direction d, L(x) and L(x + h d) come from one mask; LLR's L(x), grad_x L and L(x + delta)
-from one mask; TRADES' f(x) and f(x') in the KL term from one mask (TRADES' public code runs two
-independent passes, which adds mask noise to the KL; we follow the formula above). AT and RST sum
-losses of separate passes and compare nothing, so their passes draw independent masks. The inner
-maximisations (PGD, LLR's delta search) run in eval mode, without dropout.
+Dropout: forward passes whose outputs are compared share one dropout mask, so a difference
+measures the input change and not the mask change, as the formulas above (one f) say: GR's
+direction d, L(x) and L(x + h d) come from one mask and LLR's L(x), grad_x L and L(x + delta) from
+one mask (torch's RNG state is captured once and replayed); TRADES' f(x) and f(x') in the KL term
+come from one mask (:func:`paired_forward`: one ``vmap(randomness="same")`` call over the pair, no
+RNG replay, so a TRADES step can be captured by ``torch.compile``; models with batch norm use the
+RNG replay). The YRZSC authors' code draws independent masks instead (GR: two passes; TRADES:
+three passes, f(x) for the cross-entropy and again for the KL target); the campaign lists this
+among its deviations. AT and RST sum losses of separate passes and compare nothing, so their
+passes draw independent masks. LLR's delta search runs in eval mode.
 """
 from __future__ import annotations
 
@@ -42,9 +49,14 @@ from plumbing.validation import check_choice, check_float, check_int
 
 METHODS = ("natural", "gr", "llr", "at", "rst", "trades")
 #: default parameter per method (None: the method takes none). TRADES beta = 6 is the TRADES
-#: paper's MNIST choice; RST lambda = 2 is the row YRZSC Table 4 keeps; LLR lambda = 4, mu = 3 and
-#: GR beta = 1 follow the YRZSC authors' settings (Appendix A.0.2 names no values).
-DEFAULT_WEIGHT = {"natural": None, "gr": 1.0, "llr": 4.0, "at": None, "rst": 2.0, "trades": 6.0}
+#: paper's MNIST choice; RST lambda = 2 is the row YRZSC Table 4 keeps; LLR lambda = 4, mu = 3
+#: follow the YRZSC authors' settings (Appendix A.0.2 names no values); GR beta = 1/2 is the
+#: authors' lambda = 1 on their penalty sum (dl)^2 / 2 written in Appendix A.0.2's formula.
+DEFAULT_WEIGHT = {"natural": None, "gr": 0.5, "llr": 4.0, "at": None, "rst": 2.0, "trades": 6.0}
+#: GR finite-difference step h of the YRZSC authors' code (Finlay & Oberman's default 1)
+GR_STEP = 1.0
+#: standard deviation of TRADES' attack start x + 0.001 * N(0, 1) (TRADES' and the authors' code)
+TRADES_START_STD = 0.001
 LABELS = {"natural": "Natural", "gr": "GR", "llr": "LLR", "at": "AT", "rst": "RST",
           "trades": "TRADES"}
 _SYMBOL = {"gr": "β", "llr": "λ", "rst": "λ", "trades": "β"}
@@ -57,7 +69,8 @@ class MethodConfig:
     name: one of :data:`METHODS` (exact). weight: the method's parameter (TRADES beta, RST lambda,
     GR beta, LLR lambda), None for the default; natural and at take none. eps: l_inf radius of the
     inner maximisation (YRZSC Table 5: 0.1 MNIST, 0.031 CIFAR-10/SVHN). steps, step_size: PGD
-    steps and step (default eps/5, Table 5: 0.02 for eps 0.1). gr_h: GR finite-difference step.
+    steps and step (default eps/5, Table 5: 0.02 for eps 0.1). gr_h: GR finite-difference step
+    (default 1, the authors' code).
     llr_mu: LLR's mu; llr_steps, llr_step_size: LLR inner ascent (default 2 steps of eps/2).
     """
     name: str
@@ -65,7 +78,7 @@ class MethodConfig:
     eps: float = 0.1
     steps: int = 10
     step_size: float | None = None
-    gr_h: float = 0.01
+    gr_h: float = GR_STEP
     llr_mu: float = 3.0
     llr_steps: int = 2
     llr_step_size: float | None = None
@@ -229,56 +242,79 @@ def llr_terms(model, x, y, cfg: MethodConfig) -> dict[str, torch.Tensor]:
     return {"loss": loss_x, "gamma": (loss_d - loss_x - dot).abs(), "grad_dot": dot.abs()}
 
 
-def _attack(model, x, y, cfg: MethodConfig, loss: str = "ce") -> torch.Tensor:
+def inner_attack(model, x, y, cfg: MethodConfig, loss: str = "ce", *,
+                 validate: bool = True) -> torch.Tensor:
+    """The inner maximisation of AT / RST (``loss="ce"``: uniform start, model left in its mode,
+    i.e. train mode with dropout during training, as the YRZSC authors' code) or TRADES
+    (``loss="kl"``: eval mode, start x + 0.001 N(0, 1), as TRADES' code). ``validate=False`` when
+    the caller has validated the data once (:func:`deep.attacks.validate_batch`)."""
     from deep.attacks import pgd  # deferred: attacks live in their own module
 
+    trades = loss == "kl"
     return pgd(model, x, y, cfg.eps, norm="inf", steps=cfg.steps, step_size=cfg.step_size,
-               random_start=True, loss=loss).detach()
+               random_start=True, loss=loss, eval_model=trades,
+               start_std=TRADES_START_STD if trades else None, validate=validate).detach()
+
+
+def _has_batch_norm(model) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def paired_forward(model, x: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(x), f(x2)) under ONE dropout mask: a single ``torch.func.vmap(randomness="same")`` call
+    over the pair, so the masks are shared without touching torch's RNG state (capturable by
+    ``torch.compile``). Models with batch norm (whose train-mode statistics cannot run under
+    vmap) get the equivalent RNG replay instead."""
+    if _has_batch_norm(model):
+        rng = _SameRandomness(x.device)
+        a = model(x)
+        rng.replay()
+        return a, model(x2)
+    out = torch.func.vmap(model, randomness="same")(torch.stack([x, x2]))
+    return out[0], out[1]
 
 
 # ---- the objectives -------------------------------------------------------------------------
 
-def _natural(cfg: MethodConfig):
+def _natural(cfg: MethodConfig, validate: bool = True):
     def loss_fn(model, xb, yb):
         return F.cross_entropy(model(xb), yb)
     return loss_fn
 
 
-def _gr(cfg: MethodConfig):
+def _gr(cfg: MethodConfig, validate: bool = True):
     def loss_fn(model, xb, yb):
         loss_x, pen = gr_penalty(model, xb, yb, cfg.gr_h)
         return loss_x.mean() + cfg.weight * pen.mean()
     return loss_fn
 
 
-def _llr(cfg: MethodConfig):
+def _llr(cfg: MethodConfig, validate: bool = True):
     def loss_fn(model, xb, yb):
         t = llr_terms(model, xb, yb, cfg)
         return t["loss"].mean() + cfg.weight * t["gamma"].mean() + cfg.llr_mu * t["grad_dot"].mean()
     return loss_fn
 
 
-def _at(cfg: MethodConfig):
+def _at(cfg: MethodConfig, validate: bool = True):
     def loss_fn(model, xb, yb):
-        xa = _attack(model, xb, yb, cfg)
+        xa = inner_attack(model, xb, yb, cfg, validate=validate)
         return F.cross_entropy(model(xa), yb)
     return loss_fn
 
 
-def _rst(cfg: MethodConfig):
+def _rst(cfg: MethodConfig, validate: bool = True):
     def loss_fn(model, xb, yb):
-        xa = _attack(model, xb, yb, cfg)
+        xa = inner_attack(model, xb, yb, cfg, validate=validate)
         return F.cross_entropy(model(xb), yb) + cfg.weight * F.cross_entropy(model(xa), yb)
     return loss_fn
 
 
-def _trades(cfg: MethodConfig):
+def _trades(cfg: MethodConfig, validate: bool = True):
     def loss_fn(model, xb, yb):
-        xa = _attack(model, xb, yb, cfg, loss="kl")
-        rng = _SameRandomness(xb.device)
-        logits = model(xb)
-        rng.replay()                    # f(x') with f(x)'s dropout mask: KL measures x -> x' only
-        kl = F.kl_div(F.log_softmax(model(xa), dim=1), F.softmax(logits, dim=1),
+        xa = inner_attack(model, xb, yb, cfg, loss="kl", validate=validate)
+        logits, logits_adv = paired_forward(model, xb, xa)   # one mask: KL measures x -> x' only
+        kl = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits, dim=1),
                       reduction="batchmean")
         return F.cross_entropy(logits, yb) + cfg.weight * kl
     return loss_fn
@@ -289,12 +325,14 @@ REGISTRY: dict[str, Callable[[MethodConfig], Callable]] = {
 }
 
 
-def make_loss(cfg: MethodConfig | str) -> Callable:
-    """``loss_fn(model, xb, yb)`` for a MethodConfig (or a spec string such as ``"trades:6"``)."""
+def make_loss(cfg: MethodConfig | str, *, validate: bool = True) -> Callable:
+    """``loss_fn(model, xb, yb)`` for a MethodConfig (or a spec string such as ``"trades:6"``).
+    ``validate=False``: the inner attacks skip their per-batch data checks (host
+    synchronisations); for training loops that validated the data once up front."""
     if isinstance(cfg, str):
         cfg = parse_method_spec(cfg)
     if not isinstance(cfg, MethodConfig):
         raise TypeError(f"cfg must be a MethodConfig or a spec string, got {type(cfg).__name__}")
     if cfg.name not in REGISTRY:
         raise ValueError(f"method must be one of {', '.join(REGISTRY)}; got {cfg.name!r}")
-    return REGISTRY[cfg.name](cfg)
+    return REGISTRY[cfg.name](cfg, validate=bool(validate))

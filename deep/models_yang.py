@@ -2,8 +2,10 @@
 
 * :class:`CNN1` - the "smaller" MNIST network of Table 2: two 3x3 convolutions (32, 64 channels)
   followed by two fully connected layers (128 hidden units), the PyTorch MNIST example the paper
-  cites (Appendix A, footnote 2). That example carries dropout 0.25 after the convolutions and 0.5
-  after the first fully connected layer; this is the default (``dropout=None``).
+  cites (Appendix A, footnote 2). That example (as of 2020) and the YRZSC authors' copy carry
+  ``Dropout2d(0.25)`` after the convolutions (whole feature maps are dropped) and dropout 0.5 after
+  the first fully connected layer (``Dropout2d`` on a (batch, 128) tensor drops single entries,
+  i.e. ordinary dropout); this is the default (``dropout=None``).
 * :class:`CNN2` - the "larger" MNIST network of Table 2: four 3x3 convolutions (32, 32, 64, 64) with
   two max-pools followed by three fully connected layers (200, 200, classes), the TRADES
   ``SmallCNN`` the paper cites (footnote 3), with dropout 0.5 after the first fully connected layer
@@ -38,8 +40,9 @@ def _conv_out(size: int, kernel: int = 3) -> int:
 
 
 class CNN1(nn.Module):
-    """YRZSC CNN1 (Appendix A): conv3x3(32)-ReLU-conv3x3(64)-ReLU-maxpool2-dropout-FC(128)-ReLU-
-    dropout-FC(classes). For 28x28 MNIST the flattened feature has 64*12*12 = 9216 entries.
+    """YRZSC CNN1 (Appendix A): conv3x3(32)-ReLU-conv3x3(64)-ReLU-maxpool2-channel dropout
+    (``Dropout2d``)-FC(128)-ReLU-dropout-FC(classes). For 28x28 MNIST the flattened feature has
+    64*12*12 = 9216 entries.
 
     Note: the authors' copy of this network omits the ReLU after the second convolution; we keep
     the ReLU of the PyTorch example the paper cites.
@@ -56,7 +59,7 @@ class CNN1(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3), nn.ReLU(),
             nn.Conv2d(32, 64, 3), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Dropout(p_conv), nn.Flatten())
+            nn.MaxPool2d(2), nn.Dropout2d(p_conv), nn.Flatten())
         self.classifier = nn.Sequential(
             nn.Linear(64 * side * side, 128), nn.ReLU(), nn.Dropout(p_fc),
             nn.Linear(128, n_classes))

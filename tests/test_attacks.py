@@ -153,8 +153,8 @@ def test_multi_targeted_reaches_worst_case_margin_of_linear_model(norm):
     za = adv @ W.T + b
     got = za.scatter(1, y[:, None], -math.inf).amax(1) - za.gather(1, y[:, None])[:, 0]
     assert torch.allclose(got, best, rtol=1e-9, atol=1e-9)
-    # with random starts (default) and 20 steps per target it is within 1% of the optimum gain
-    adv = multi_targeted(model, x, y, eps, norm, generator=g)
+    # with random starts and 20 steps of eps/5 per target it is within 1% of the optimum gain
+    adv = multi_targeted(model, x, y, eps, norm, step_size=eps / 5, generator=g)
     za = adv @ W.T + b
     got2 = za.scatter(1, y[:, None], -math.inf).amax(1) - za.gather(1, y[:, None])[:, 0]
     clean = z.scatter(1, y[:, None], -math.inf).amax(1) - z.gather(1, y[:, None])[:, 0]
@@ -525,3 +525,112 @@ def test_pgd_dtype_follows_x_and_a_model_dtype_mismatch_is_named():
     with pytest.raises(TypeError, match=r"x .*float64.*float32"):
         robust_accuracy(model32, x, y, 0.1)
     assert pgd(model32, x.float(), y, 0.1, generator=g).dtype == torch.float32
+
+
+# ------------------------------------------------ protocol of the YRZSC authors' code
+def test_multi_targeted_default_step_is_two_eps_over_steps():
+    """MT step size: the authors' 2 eps / iterations (0.01 for eps 0.1 and 20 iterations), not
+    PGD's eps/5 (the old default)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 16), torch.nn.Tanh(),
+                                torch.nn.Linear(16, 4)).double()
+    x = torch.rand(6, 12, dtype=torch.float64) * 0.8 + 0.1
+    y = torch.arange(6) % 4
+
+    def run(**kw):
+        return multi_targeted(model, x, y, 0.1, steps=3, generator=torch.Generator().manual_seed(1), **kw)
+
+    assert torch.equal(run(), run(step_size=2 * 0.1 / 3))
+    assert not torch.equal(run(), run(step_size=0.02))
+
+
+def test_robust_accuracy_pgd_uses_the_last_iterate_by_default():
+    """The authors' evaluation takes PGD's last iterate; ``keep_best=True`` (the old default)
+    keeps the per-example best. On a periodic model, where steps overshoot, the two differ and
+    the default equals an explicit last-iterate PGD with the same seeds."""
+    from deep.attacks import _base_seed, _seeded
+
+    class Sine(torch.nn.Module):
+        def forward(self, z):
+            c = torch.cos(10.0 * z.sum(1))
+            return torch.stack([c, torch.zeros_like(c)], 1)
+
+    model = Sine()
+    x = torch.rand(64, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 0.6 + 0.2
+    y = torch.zeros(64, dtype=torch.long)
+    kw = dict(steps=3, step_size=0.1, batch_size=64)
+    last = robust_accuracy(model, x, y, 0.2, generator=torch.Generator().manual_seed(9), **kw)
+    best = robust_accuracy(model, x, y, 0.2, generator=torch.Generator().manual_seed(9),
+                           keep_best=True, **kw)
+    assert best.robust_accuracy < last.robust_accuracy      # the best iterate is stronger here
+    base = _base_seed(torch.Generator().manual_seed(9))
+    adv = pgd(model, x, y, 0.2, steps=3, step_size=0.1, generator=_seeded(base))
+    ok = (model(x).argmax(1) == y) & (model(adv).argmax(1) == y)
+    assert last.robust_accuracy == float(ok.double().mean())
+
+
+def test_pgd_eval_model_false_attacks_in_train_mode_with_dropout():
+    """``eval_model=False`` (AT / RST inner maximisation, as the authors' code): a model in train
+    mode attacks with dropout on, so the result depends on torch's RNG and differs from the eval
+    mode attack; the model stays in train mode."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 64), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                torch.nn.Linear(64, 3)).double().train()
+    x = torch.rand(16, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.arange(16) % 3
+
+    def attack(seed, **kw):
+        torch.manual_seed(seed)
+        return pgd(model, x, y, 0.1, generator=torch.Generator().manual_seed(2), **kw)
+
+    ev = attack(0)
+    assert torch.equal(ev, attack(1))                           # eval mode: no randomness left
+    tr0, tr1 = attack(0, eval_model=False), attack(1, eval_model=False)
+    assert not torch.equal(tr0, ev) and not torch.equal(tr0, tr1)
+    assert torch.equal(tr0, attack(0, eval_model=False))        # reproducible under one seed
+    assert model.training
+
+
+def test_pgd_start_std_is_the_trades_start():
+    """``start_std``: the first iterate is x + std N(0, 1) (TRADES' start), not uniform in the
+    ball; the steps that follow are as usual."""
+    seen = []
+
+    class Rec(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(20, 3).double()
+
+        def forward(self, z):
+            seen.append(z.detach().clone())
+            return self.lin(z)
+
+    model = Rec()
+    x = torch.rand(50, 20, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.8 + 0.1
+    y = torch.arange(50) % 3
+    pgd(model, x, y, 0.1, steps=2, loss="kl", start_std=0.001,
+        generator=torch.Generator().manual_seed(2))
+    start = seen[1] - x                                       # seen[0]: the clean pass
+    assert float(start.abs().max()) < 0.006 and 0.0009 < float(start.std()) < 0.0011
+    seen.clear()
+    pgd(model, x, y, 0.1, steps=2, loss="kl", generator=torch.Generator().manual_seed(2))
+    assert float((seen[1] - x).abs().max()) > 0.09             # uniform start: the whole ball
+
+
+def test_pgd_without_validation_matches_and_skips_host_checks():
+    """``validate=False`` (training steps; the data were checked once by ``validate_batch``)
+    returns the same points as the validated call."""
+    from deep.attacks import validate_batch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    x = torch.rand(10, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.arange(10) % 3
+    a = pgd(model, x, y, 0.1, generator=torch.Generator().manual_seed(2))
+    b = pgd(model, x, y, 0.1, generator=torch.Generator().manual_seed(2), validate=False)
+    assert torch.equal(a, b)
+    validate_batch(x, y, 3)
+    with pytest.raises(ValueError, match="y"):
+        validate_batch(x, y, 2)
+    with pytest.raises(ValueError, match="x"):
+        validate_batch(x * 2, y, 3)

@@ -49,7 +49,8 @@ def test_rank_one_linear_map_attains_inf_to_one_norm(seed, c, d, eps):
     W = torch.outer(u, w)
     exact = _inf_to_one(W)
     assert abs(exact - float(u.abs().sum() * w.abs().sum())) <= 1e-9 * exact
-    est = local_lipschitz_per_example(_linear(W), _inner(5, d, seed), eps,
+    est = local_lipschitz_per_example(_linear(W), _inner(5, d, seed), eps, init="uniform",
+                                      vertex_candidates=True,
                                       generator=torch.Generator().manual_seed(seed))
     assert torch.allclose(est, torch.full_like(est, exact), rtol=1e-9)
 
@@ -78,7 +79,8 @@ def test_general_linear_map_is_close_to_the_bound():
     ratios = []
     for _ in range(40):
         W = torch.randn(3, 6, generator=g, dtype=torch.float64)
-        est = local_lipschitz_per_example(_linear(W), _inner(8, 6, 1), 0.1, generator=g)
+        est = local_lipschitz_per_example(_linear(W), _inner(8, 6, 1), 0.1, generator=g,
+                                          init="uniform", vertex_candidates=True)
         ratios.append(float(est.max()) / _inf_to_one(W))
     assert min(ratios) > 0.6 and sum(ratios) / len(ratios) > 0.9 and max(ratios) <= 1 + 1e-9
 
@@ -105,10 +107,11 @@ def test_estimate_ascends(vertex):
     3 restarts wins on every example. A descent (the sign error of the public code) fails all."""
     model, eps, n, d = _SmoothNet(), 0.1, 12, 10
     x = _inner(n, d, 2)
+    opts = dict(init="uniform", keep_best=True)     # the running-maximum variant
     start = local_lipschitz_per_example(model, x, eps, steps=0, vertex_candidates=False,
-                                        generator=torch.Generator().manual_seed(5))
+                                        generator=torch.Generator().manual_seed(5), **opts)
     est = local_lipschitz_per_example(model, x, eps, steps=10, vertex_candidates=vertex,
-                                      generator=torch.Generator().manual_seed(5))
+                                      generator=torch.Generator().manual_seed(5), **opts)
     assert bool((est > start * 1.05).all())
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -120,11 +123,12 @@ def test_estimate_ascends(vertex):
     assert float(est.mean()) > 1.1 * float(rand_best.mean())
     assert float((est > rand_best).double().mean()) >= 2 / 3
     est3 = local_lipschitz_per_example(model, x, eps, steps=10, vertex_candidates=vertex,
-                                       generator=torch.Generator().manual_seed(5), restarts=3)
+                                       generator=torch.Generator().manual_seed(5), restarts=3,
+                                       **opts)
     assert bool((est3 > rand_best).all()) and bool((est3 >= est).all())
     # and the estimate is monotone in the number of steps (running maximum)
     more = local_lipschitz_per_example(model, x, eps, steps=20, vertex_candidates=vertex,
-                                       generator=torch.Generator().manual_seed(5))
+                                       generator=torch.Generator().manual_seed(5), **opts)
     assert bool((more >= est - 1e-12).all())
 
 
@@ -167,6 +171,7 @@ def test_mode_restored_generator_only():
     (dict(x=torch.full((3, 4), 2.0)), "x"),
     (dict(batch_size=0), "batch_size"),
     (dict(restarts=0), "restarts"),
+    (dict(init="gaussian"), "init"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
     model = torch.nn.Linear(4, 3)
@@ -177,3 +182,39 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
     if "batch_size" not in kwargs:
         with pytest.raises(ValueError, match=name):
             local_lipschitz_per_example(model, **args)
+
+
+class _Recorder(torch.nn.Module):
+    """Wraps a model and keeps every input it is called with."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.seen = inner, []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.inner(x)
+
+
+def test_default_estimator_is_the_authors_procedure_with_the_papers_step():
+    """Defaults (paper text where it speaks, the authors' code where it does not): start
+    x + 0.001 N(0, 1), 10 steps of eps/5 ascending the ratio, the ratio at the LAST iterate, no
+    vertex candidates. The old defaults (uniform start in the ball, running maximum, vertex
+    candidates) fail each assertion."""
+    net, eps, n, d = _SmoothNet(), 0.1, 12, 10
+    x = _inner(n, d, 2)
+    rec = _Recorder(net)
+    est = local_lipschitz_per_example(rec, x, eps, generator=torch.Generator().manual_seed(5))
+    clean, start, iterates = rec.seen[0], rec.seen[1], rec.seen[1:]
+    assert torch.equal(clean, x)
+    dev = start - x
+    assert float(dev.abs().max()) < 0.006 and 0.0008 < float(dev.std()) < 0.0012  # 0.001 N(0, 1)
+    assert len(iterates) == 10 + 1                        # 10 steps + the final evaluation
+    for a, b in zip(iterates[1:-1], iterates[2:]):
+        assert float((b - a).abs().max()) <= eps / 5 + 1e-12
+    last = iterates[-1]
+    with torch.no_grad():
+        expect = lipschitz_ratio(net(x), net(last), x, last)
+        seen_best = torch.stack([lipschitz_ratio(net(x), net(p), x, p) for p in iterates]).amax(0)
+    assert torch.equal(est, expect)                       # the last iterate, not the best
+    assert bool((seen_best >= est).all())

@@ -302,7 +302,8 @@ def test_networks_match_appendix_a_shapes():
 
 
 def test_dropout_option_and_validation():
-    rates = lambda m: sorted(d.p for d in m.modules() if isinstance(d, nn.Dropout))  # noqa: E731
+    rates = lambda m: sorted(d.p for d in m.modules()                                # noqa: E731
+                             if isinstance(d, nn.modules.dropout._DropoutNd))
     assert rates(CNN1()) == [0.25, 0.5] and rates(CNN2()) == [0.5]
     assert rates(CNN1(dropout=0.2)) == [0.2, 0.2] and rates(CNN2(dropout=0.0)) == [0.0]
     assert rates(WideResNet(depth=10, width=1, dropout=0.3)) == [0.3, 0.3, 0.3]
@@ -324,3 +325,93 @@ def test_fit_refuses_numpy_arrays_naming_the_parameter():
         fit(model, make_loss("natural"), x.numpy(), y, cfg)
     with pytest.raises(TypeError, match=r"^y must be a torch.Tensor"):
         fit(model, make_loss("natural"), x, np.asarray(y), cfg)
+
+
+# ---- protocol of the YRZSC authors' code ----------------------------------------------------
+
+def test_gr_defaults_are_the_authors_step_and_weight():
+    """GR: h = 1 and beta = 1/2 in Appendix A.0.2's formula (the authors' lambda = 1 on
+    sum (dl)^2 / 2 with the tulip step 1); the old defaults were h = 0.01, beta = 1."""
+    cfg = MethodConfig("gr")
+    assert (cfg.gr_h, cfg.weight, cfg.spec) == (1.0, 0.5, "gr:0.5")
+    x, y = _toy_data(n=8, side=4)
+    x, model = x.double(), _mlp(side=4, dtype=torch.float64)
+    model.eval()
+    xg = x.clone().requires_grad_(True)
+    losses = per_example_loss(model, xg, y)
+    (g,) = torch.autograd.grad(losses.sum(), xg)
+    d = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    dl = per_example_loss(model, x + 1.0 * d, y) - losses.detach()
+    expect = losses.detach().mean() + 0.5 * (dl ** 2).mean()
+    got = make_loss(cfg)(model, x, y)
+    torch.testing.assert_close(got.detach(), expect.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_at_and_rst_attack_in_train_mode_with_dropout():
+    """AT / RST: the inner PGD runs with the model as it is during training (train mode, dropout
+    on), as the authors' code; the old code switched to eval mode for the attack."""
+    from deep.attacks import pgd
+
+    x, y = _toy_data(n=16, side=6)
+    model = _mlp(dropout=0.5)
+    model.train()
+    cfg = MethodConfig("at", eps=0.1, steps=3)
+    torch.manual_seed(11)
+    got = make_loss(cfg)(model, x, y).detach()
+    torch.manual_seed(11)
+    xa = pgd(model, x, y, 0.1, steps=3, step_size=cfg.step_size, eval_model=False)
+    expect = torch.nn.functional.cross_entropy(model(xa), y).detach()
+    assert torch.equal(got, expect)
+    torch.manual_seed(11)
+    xa_eval = pgd(model, x, y, 0.1, steps=3, step_size=cfg.step_size)
+    assert not torch.equal(xa_eval, xa)
+    rst = MethodConfig("rst", weight=2.0, eps=0.1, steps=3)
+    torch.manual_seed(12)
+    got = make_loss(rst)(model, x, y).detach()
+    torch.manual_seed(12)
+    xa = pgd(model, x, y, 0.1, steps=3, step_size=rst.step_size, eval_model=False)
+    ce = torch.nn.functional.cross_entropy
+    expect = (ce(model(x), y) + 2.0 * ce(model(xa), y)).detach()
+    assert torch.equal(got, expect)
+
+
+def test_trades_inner_attack_is_eval_mode_from_the_trades_start():
+    """TRADES: inner PGD in eval mode from x + 0.001 N(0, 1) (TRADES' and the authors' code);
+    the old code started uniformly in the whole ball."""
+    from deep.methods import inner_attack
+
+    seen = []
+
+    class Rec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp(dropout=0.5)
+
+        def forward(self, z):
+            seen.append((z.detach().clone(), self.training))
+            return self.net(z)
+
+    x, y = _toy_data(n=32, side=6)
+    model = Rec().train()
+    inner_attack(model, x, y, MethodConfig("trades", eps=0.1, steps=2), loss="kl")
+    assert all(not training for _, training in seen)
+    start = seen[1][0] - x
+    assert float(start.abs().max()) < 0.006 and 0.0009 < float(start.std()) < 0.0011
+    assert model.training
+
+
+def test_cnn1_drops_whole_feature_maps_after_the_convolutions():
+    """CNN1's first dropout is ``Dropout2d`` (the PyTorch example as cited and the authors' copy):
+    in train mode each of the 64 feature maps is kept or zeroed as a whole."""
+    torch.manual_seed(0)
+    model = CNN1()
+    drops = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    assert isinstance(drops[0], nn.Dropout2d) and drops[0].p == 0.25
+    model.train()
+    feats = model.features[:-1](torch.rand(4, 1, 28, 28))      # before Flatten: (4, 64, 12, 12)
+    zero_maps = (feats == 0).flatten(2).all(dim=2)
+    partly = (feats == 0).flatten(2).any(dim=2) & ~zero_maps
+    assert 0.1 < float(zero_maps.float().mean()) < 0.45       # about 1/4 of the maps dropped
+    pre = model.features[:-2](torch.rand(4, 1, 28, 28))
+    assert float((pre > 0).float().mean()) > 0.1
+    assert not bool(partly[zero_maps].any())

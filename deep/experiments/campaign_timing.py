@@ -12,6 +12,10 @@ stacked, TRADES(1, 3, 6) stacked) it measures, for one training step at the pape
 * CPU wall time of a few steps on ``--batch`` examples (the machine may be shared: the numbers
   are upper bounds and say so),
 
+* steps/s of the eager step and of the captured step (``torch.compile(fullgraph=True)``,
+  ``--capture-backend``; a group whose capture fails is recorded with the reason), timed in the
+  same run on ``--batch`` examples,
+
 and the same for one model's evaluation (PGD-10 on train and test subsets, MT, Eq. 3). The GPU
 estimate per step is ``max(ops * launch_s, flops / gpu_flops)`` with stated constants (eager
 PyTorch on an H100: about 6-10 us of host time per operator; about 25 TFLOP/s reached by small
@@ -64,7 +68,30 @@ def _step(group, model, x, y, seed=0):
                        max_steps=1)
 
 
-def measure_group(group, x, y, small: int, timed_batch: int, repeats: int) -> dict:
+def time_step_modes(group, x, y, timed_batch: int, repeats: int, backend: str | None) -> dict:
+    """Steps/s of the eager and the captured training step of ``group`` (one untimed first step
+    each: kernels, and the compilation in captured mode), measured in this run."""
+    out = {}
+    modes = ("eager",) if backend == "none" else ("eager", "captured")
+    for mode in modes:
+        model = group.build(fresh_models(group.arch, len(group.methods), "cpu", 0))
+        times: list[float] = []
+        sched = Schedule(lr=0.01, momentum=0.9, milestones=(0.25, 0.5, 0.75, 0.875))
+        r = train_group(group, model, x[:timed_batch * (repeats + 1)], y[:timed_batch * (repeats + 1)],
+                        epochs=1, batch_size=timed_batch, sched=sched, seed=0,
+                        max_steps=repeats + 1, step_mode=mode, capture_backend=backend,
+                        step_times=times)
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        timed = gaps[1:] or gaps
+        ok = r["step_mode"] == mode
+        out[mode] = {"steps_per_s": (len(timed) / sum(timed)) if ok and timed else None,
+                     "first_step_seconds": gaps[0] if gaps else None,
+                     "error": r["capture_error"]}
+    return out
+
+
+def measure_group(group, x, y, small: int, timed_batch: int, repeats: int,
+                  capture_backend: str | None = None) -> dict:
     k = len(group.methods)
     model = group.build(fresh_models(group.arch, k, "cpu", 0))
     _step(group, model, x[:small], y[:small])                       # warm-up
@@ -76,9 +103,14 @@ def measure_group(group, x, y, small: int, timed_batch: int, repeats: int) -> di
     for i in range(repeats):
         _step(group, model, x[:timed_batch], y[:timed_batch], seed=i)
     cpu_s = (time.perf_counter() - t0) / repeats
+    modes = time_step_modes(group, x, y, timed_batch, repeats, capture_backend)
     return {"group": group.name, "models": k, "flops_per_step_b64": flops64,
             "aten_ops_per_step": oc.count, "cpu_seconds_per_step": cpu_s,
-            "cpu_batch": timed_batch, "cpu_seconds_per_step_b64_scaled": cpu_s * 64 / timed_batch}
+            "cpu_batch": timed_batch, "cpu_seconds_per_step_b64_scaled": cpu_s * 64 / timed_batch,
+            "eager_steps_per_s": modes["eager"]["steps_per_s"],
+            "captured_steps_per_s": modes.get("captured", {}).get("steps_per_s"),
+            "captured_first_step_seconds": modes.get("captured", {}).get("first_step_seconds"),
+            "captured_error": modes.get("captured", {}).get("error")}
 
 
 def measure_eval(arch: str, x, y, n: int) -> dict:
@@ -135,18 +167,26 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float_range(0, None, low_open=True, name="--budget-s"),
                     default=270.0, help="budget of the YRZSC part for the epochs estimate")
     ap.add_argument("--threads", type=int_sci(1, "--threads"), default=1)
+    ap.add_argument("--capture-backend", choices=("inductor", "aot_eager", "eager", "none"),
+                    default="inductor", help="torch.compile backend of the captured step "
+                    "(none: time the eager step only; default inductor)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from deep.data import load_tensors
 
-    x, y = load_tensors("mnist", "train", args.data_root, subset=max(64, args.batch), seed=0)
+    x, y = load_tensors("mnist", "train", args.data_root,
+                        subset=max(64, args.batch * (args.repeats + 1)), seed=0)
     cfg = YrzscConfig(out=Path("unused"))
     started = time.perf_counter()
-    groups = [measure_group(g, x, y, 4, args.batch, args.repeats) for g in groups_for(cfg)]
+    backend = None if args.capture_backend == "inductor" else args.capture_backend
+    groups = [measure_group(g, x, y, 4, args.batch, args.repeats, backend) for g in groups_for(cfg)]
     for g in groups:
+        cap = (f"{g['captured_steps_per_s']:.2f}" if g["captured_steps_per_s"] else
+               f"n/a ({(g['captured_error'] or 'not timed')[:60]})")
         print(f"{g['group']:34s} {g['flops_per_step_b64'] / 1e9:8.2f} GFLOP/step(b64) "
               f"{g['aten_ops_per_step']:6d} ops/step  CPU {g['cpu_seconds_per_step']:.3f} s/step "
-              f"(batch {args.batch})", flush=True)
+              f"(batch {args.batch}); steps/s eager {g['eager_steps_per_s']:.2f}, captured {cap}",
+              flush=True)
     evals = {a: measure_eval(a, x, y, 8) for a in ("cnn1", "cnn2")}
     est = {}
     for name, launch, fl in (("optimistic", 6e-6, 40e12), ("central", 10e-6, 25e12),
