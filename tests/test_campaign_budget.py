@@ -203,3 +203,33 @@ def test_cublas_workspace_config(monkeypatch):
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")   # a user's deterministic choice stays
     assert pl_runs.use_cublas_determinism() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_cifar_plan_uses_the_loaded_training_set_size(tmp_path, monkeypatch):
+    """A prepared CIFAR-10 file with N training images: the epoch plan divides by N (not 50000)."""
+    import numpy as np
+
+    from deep.experiments import campaign_pl as cp
+    from deep.experiments import pl_runs
+    from deep.experiments.campaign_common import Budget
+    from plumbing import datasets
+
+    n = 60
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "cifar10_u8.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+             y_train=np.arange(n) % 10, x_test=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+             y_test=np.arange(20) % 10)
+    loader, msg = cp.cifar_loader(npz)
+    assert loader is not None, msg
+    monkeypatch.setitem(datasets._FID_LOADERS, "cifar10", None)   # restored after the test
+    datasets.register_loader("cifar10", loader)
+    monkeypatch.setattr(pl_runs, "_CACHE", {})
+    sec = 1e-3   # seconds per training example, instead of the timing pilot
+    monkeypatch.setattr(cp, "_seconds_per_example", lambda *a, **k: sec)
+    cfg = cp.PlConfig(out=tmp_path / "o", cifar_root=str(npz), max_cifar_epochs=10 ** 6)
+    budget = Budget(100.0)
+    plan = cp._cifar_epochs(cfg, torch.device("cpu"), budget, ("cpl_convnet",), 1, "item")
+    fit = (cfg.safety * 100.0 - 5.0) / (sec * n)   # 1250 epochs of 60 images (1 of 50000)
+    assert fit - 10 <= plan["epochs"] <= fit
+    assert plan["n_train"] == n and plan["n_train_loaded"] == n

@@ -545,15 +545,19 @@ def _cifar_epochs(cfg: PlConfig, device, budget: Budget, models, n_runs: int, ke
     sec = {m: _seconds_per_example(m, "cifar10", device, cfg, _width(cfg, "cifar10", m), budget)
            for m in models}
     per_run = max(sec.values())
-    n = cfg.cifar_train_size or 50000
+    # the training set actually loaded (a prepared file may hold a subset of the 50000 images)
+    loaded = _loaded_size("cifar10", "train", None, None)
+    n = min(cfg.cifar_train_size or loaded, loaded)
     avail = cfg.safety * budget.remaining() - 5.0 * n_runs   # data, PCA and evaluation per run
     epochs = math.floor(avail / (n_runs * per_run * n)) if avail > 0 else 0
     if epochs >= 1:
         plan = {"epochs": int(min(cfg.max_cifar_epochs, epochs)), "train_size": cfg.cifar_train_size}
     else:  # not even one epoch of the whole set fits: one epoch of the largest subset that does
-        size = int(max(1000, min(n, avail / max(1e-9, n_runs * per_run)))) if not cfg.tiny else n
+        size = (int(max(min(1000, n), min(n, avail / max(1e-9, n_runs * per_run))))
+                if not cfg.tiny else n)
         plan = {"epochs": 1, "train_size": size}
-    plan.update(seconds_per_example=sec, budget_seconds=budget.seconds)
+    plan.update(n_train=plan["train_size"] or n, n_train_loaded=loaded, seconds_per_example=sec,
+                budget_seconds=budget.seconds)
     atomic_write_json(plan_path, {"plan": plan})
     return plan
 
