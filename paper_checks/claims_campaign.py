@@ -89,8 +89,10 @@ def _yrzsc_cell(table: str, spec: str, column: str):
         if spec not in rows:
             raise NeedsData(f"results/{YRZSC_FILE} has no finished {spec} run in {table} "
                             f"(runs left: {len(res.get('runs_left', []))})")
-        plan = res.get("plan", {})
-        detail = (f"results/{YRZSC_FILE}: {res['epochs']} epoch(s) instead of 160 (learning-rate "
+        tab = res.get("tables", {}).get(table, {})   # per network: --archs runs may differ
+        plan = tab.get("plan") or res.get("plan", {})
+        epochs = tab.get("epochs", res["epochs"])
+        detail = (f"results/{YRZSC_FILE}: {epochs} epoch(s) instead of 160 (learning-rate "
                   f"steps compressed proportionally); PGD on {plan.get('n_test')} test / "
                   f"{plan.get('n_train_eval')} train examples, MT on {plan.get('n_mt')}; "
                   f"device {res.get('provenance', {}).get('device')}")
