@@ -67,11 +67,17 @@ def test_archs_in_separate_commands_combine(tmp_path, mnist_root):
     assert "pilot" not in r.stderr
 
 
-def test_archs_usage_errors(tmp_path):
-    for bad in ("cnn3", "cnn1,cnn1", ""):
-        r = _campaign(["yrzsc-mnist", "--budget-s", "5", "--out", str(tmp_path / "o"), "--archs", bad])
-        assert r.returncode == 2, r.stderr
-        assert "--archs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+def test_archs_usage_errors(tmp_path, capsys):
+    from deep.experiments.campaign import build_parser
+
+    r = _campaign(["yrzsc-mnist", "--budget-s", "5", "--out", str(tmp_path / "o"), "--archs", "cnn3"])
+    assert r.returncode == 2, r.stderr
+    assert "--archs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    for bad in ("cnn1,cnn1", "", "cnn1,"):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["yrzsc-mnist", "--archs", bad])
+        assert exc.value.code == 2 and "--archs" in capsys.readouterr().err
+    assert build_parser().parse_args(["all", "--archs", "cnn2,cnn1"]).archs == ("cnn2", "cnn1")
 
 
 def test_size_evaluation_fits_its_share():
