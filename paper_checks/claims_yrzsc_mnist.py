@@ -147,8 +147,9 @@ def _campaign_source(table: str):
     if res.get("tiny"):
         raise NeedsData(f"results/{CAMPAIGN_FILE} comes from the --tiny test preset; the GPU run "
                         f"is still needed: {CAMPAIGN_CMD}")
-    plan = res.get("plan") or {}
-    epochs = int(res.get("epochs", plan.get("epochs", 0)))
+    tab = res.get("tables", {}).get(table, {})   # per network: --archs commands may differ
+    plan = tab.get("plan") or res.get("plan") or {}
+    epochs = int(tab.get("epochs", res.get("epochs", plan.get("epochs", 0))))
     paper_epochs = int(res.get("paper_epochs", PAPER_EPOCHS))
     reduced = []
     if epochs < paper_epochs:
@@ -166,7 +167,7 @@ def _campaign_source(table: str):
             "deviations": list(res.get("deviations") or []),
             "n_adv_train": n_tr, "n_adv_test": n_te,
             "device": (res.get("provenance") or {}).get("device")}
-    rows = {r["method"]: r for r in res.get("tables", {}).get(table, {}).get("rows", [])}
+    rows = {r["method"]: r for r in tab.get("rows", [])}
     return rows, meta, res
 
 

@@ -68,6 +68,16 @@ def _check_out_file(path: Path, flag: str, suffixes: tuple[str, ...], *, force: 
     return path
 
 
+def _archs(text: str) -> tuple[str, ...]:
+    from deep.experiments.campaign_yrzsc import ARCHS
+
+    names = tuple(a.strip().lower() for a in text.split(","))
+    if not names or any(a not in ARCHS for a in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a comma-separated list of distinct networks "
+                                         f"among {', '.join(ARCHS)}; got {text!r}")
+    return names
+
+
 def build_parser() -> OneLineArgumentParser:
     ap = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=COMMANDS)
@@ -91,6 +101,9 @@ def build_parser() -> OneLineArgumentParser:
     ap.add_argument("--yrzsc-share", type=float_range(0.0, 1.0, low_open=True, name="--yrzsc-share"),
                     default=DEFAULT_YRZSC_SHARE,
                     help=f"all: fraction of the budget for YRZSC (default {DEFAULT_YRZSC_SHARE})")
+    ap.add_argument("--archs", type=_archs, default=None,
+                    help="YRZSC networks of this command: cnn1, cnn2 or cnn1,cnn2 (default both); "
+                         "separate commands into the same --out join one set of tables")
     ap.add_argument("--mt-eval-size", type=int_sci(1, "--mt-eval-size"), default=None,
                     help="YRZSC: fixed train/test subset for the multi-targeted attack (default 1000)")
     ap.add_argument("--threads", type=int_sci(1, "--threads"), default=None,
@@ -131,7 +144,10 @@ def main(argv=None) -> int:
                               ours=archive_is_ours(out, archive_path))
     from deep.experiments.experiment import resolve_device
 
-    resolve_device(args.device)  # one clear line before any work
+    device = resolve_device(args.device)  # one clear line before any work
+    if device.type == "cuda":   # before the first cuBLAS call (P&L runs use deterministic kernels)
+        from deep.experiments.pl_runs import use_cublas_determinism
+        use_cublas_determinism()
     import torch
 
     threads = args.threads or (1 if args.tiny else None)
@@ -167,6 +183,8 @@ def yrzsc_config(args, out: Path):
         kw.update({k: v for k, v in cy.TINY.items()}, tiny=True)
     if args.mt_eval_size is not None:
         kw["mt_eval_size"] = args.mt_eval_size
+    if args.archs is not None:
+        kw["archs"] = args.archs
     return cy.YrzscConfig(**kw)
 
 

@@ -24,6 +24,7 @@ import signal
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,32 @@ class Budget:
     def sub(self, seconds: float) -> "Budget":
         """A budget of ``min(seconds, remaining)`` seconds that also stops when this one does."""
         return Budget(max(1e-3, min(seconds, self.remaining())), parent=self)
+
+    def outermost(self) -> "Budget":
+        """The budget of the whole command (the last parent)."""
+        b = self
+        while b.parent is not None:
+            b = b.parent
+        return b
+
+    def stop_hook(self, reserve: float | None = None) -> Callable[[], bool]:
+        """``should_stop()`` for long loops (training steps, timing steps, attack batches): True
+        once a stop was requested (SIGTERM / SIGINT, here or on a parent) or the *outermost*
+        budget has at most ``reserve`` seconds left (default: :func:`finish_reserve`, the time
+        the command keeps for its tables, manifest and archive). Share budgets decide whether
+        new work starts; this hook cuts the work that is running."""
+        top = self.outermost()
+        keep = finish_reserve(top.seconds) if reserve is None else float(reserve)
+
+        def should_stop() -> bool:
+            return self.stopped() or top.remaining() <= keep
+        return should_stop
+
+
+def finish_reserve(seconds: float) -> float:
+    """Seconds a campaign of ``seconds`` keeps at its end for writing the combined tables, the
+    manifest and the archive (5 % of the budget, at most 5 s)."""
+    return min(5.0, 0.05 * float(seconds))
 
 
 def install_signal_stop(budget: Budget):

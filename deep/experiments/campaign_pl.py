@@ -242,18 +242,22 @@ def keep_eval_norms(model):
 
 
 def attack_certificates(model, x, y, *, eps_cert: float, steps: int, max_points: int,
-                        buckets: int = 8) -> dict:
+                        buckets: int = 8, should_stop=None) -> dict | None:
     """Attack every point certified at ``eps_cert`` (up to ``max_points``) at its own certified
     radius (l2 PGD on the margin, best iterate). Radii are rounded *down* to the smallest radius
     of their bucket, so each attack ball lies inside the point's certified ball; a point the
-    attack misclassifies is a broken certificate (must never happen for a sound certificate)."""
+    attack misclassifies is a broken certificate (must never happen for a sound certificate).
+    ``should_stop()`` (optional) is asked before every bucket; once it returns True the attack
+    ends and None is returned (an unfinished attack is never reported)."""
     device = next(model.parameters()).device
     model.eval()
     with keep_eval_norms(model):
-        return _attack_certificates(model, x, y, eps_cert, steps, max_points, buckets, device)
+        return _attack_certificates(model, x, y, eps_cert, steps, max_points, buckets, device,
+                                    should_stop)
 
 
-def _attack_certificates(model, x, y, eps_cert, steps, max_points, buckets, device) -> dict:
+def _attack_certificates(model, x, y, eps_cert, steps, max_points, buckets, device,
+                         should_stop=None) -> dict | None:
     from deep import certify
     from deep.attacks import eval_mode, perturbation_norms, pgd
 
@@ -278,6 +282,8 @@ def _attack_certificates(model, x, y, eps_cert, steps, max_points, buckets, devi
     broken = 0
     worst = 0.0
     for ch in chunks:
+        if should_stop is not None and should_stop():
+            return None
         if len(ch) == 0:
             continue
         idx = cert[ch]
@@ -362,12 +368,24 @@ def _train_run(rc: pl_runs.RunConfig, cfg: PlConfig, item: Item, device, root, e
         return done
     started = time.perf_counter()
     work = cfg.root / item.name / "work"
-    res = pl_runs.run(rc, work, device, root, keep_checkpoint=True)
+    should_stop = budget.stop_hook()
+    log(f"[{CAMPAIGN}] {item.name}/{rc.name}: training {rc.train.epochs} epoch(s) of "
+        f"{rc.passes_per_epoch} pass(es) over {rc.train_size or 'all'} examples")
+    res = pl_runs.run(rc, work, device, root, keep_checkpoint=True, should_stop=should_stop)
     paths = pl_runs.run_paths(rc, work)
+    if res is None:
+        log(f"[{CAMPAIGN}] {item.name}/{rc.name}: stopped ({budget.reason() or 'budget'}); "
+            f"checkpoint kept, rerun to resume")
+        return None
     if res.get("lipschitz"):
         model, data = _load_trained(rc, paths, root, device)
         attack = attack_certificates(model, data["xt"], data["yt"], eps_cert=EPS_L2_DEFAULT,
-                                     steps=cfg.attack_steps, max_points=cfg.attack_size)
+                                     steps=cfg.attack_steps, max_points=cfg.attack_size,
+                                     should_stop=should_stop)
+        if attack is None:
+            log(f"[{CAMPAIGN}] {item.name}/{rc.name}: certificate attack stopped "
+                f"({budget.reason() or 'budget'}); rerun to finish")
+            return None
     else:
         attack = {"certified_points": 0, "attacked_points": 0, "broken_certificates": 0,
                   "note": "not a 1-Lipschitz model: no certificates"}
@@ -390,12 +408,32 @@ def _train_run(rc: pl_runs.RunConfig, cfg: PlConfig, item: Item, device, root, e
     return finished(path)
 
 
-def _seconds_per_example(model: str, shape: str, device, cfg: PlConfig, width) -> float:
+class _NotPlanned(Exception):
+    """An item's timing pilot was stopped (budget or signal): the item starts no run."""
+
+
+def _seconds_per_example(model: str, shape: str, device, cfg: PlConfig, width,
+                         budget: Budget) -> float:
     from deep.experiments.throughput import measure
 
     r = measure(model, shape, device, batch_size=cfg.batch_size, batches=max(2, min(5, cfg.throughput_batches)),
-                warmup=1, width=width, seed=cfg.seed)
+                warmup=1, width=width, seed=cfg.seed, should_stop=budget.stop_hook())
+    if r is None:
+        raise _NotPlanned(model)
     return r["seconds_per_step"] / cfg.batch_size
+
+
+def _no_time(budget: Budget) -> bool:
+    """No new work starts: a stop was requested, this share of the budget is spent, or the whole
+    command is down to the time it keeps for writing its tables, manifest and archive."""
+    return budget.expired() or budget.stop_hook()()
+
+
+def _loaded_size(dataset: str, split: str, root, cap: int | None) -> int:
+    """Examples a run uses of ``split``: the size of the loaded split (the prepared CIFAR-10
+    file may hold a subset), capped at ``cap``."""
+    n = len(pl_runs.load_split(dataset, split, root)[1])
+    return n if cap is None else min(n, cap)
 
 
 def _width(cfg: PlConfig, dataset: str, model: str):
@@ -425,7 +463,7 @@ def item_throughput(cfg: PlConfig, device, budget: Budget) -> list[str]:
             name = f"{model}_cifar10_{'tf32' if tf32 else 'fp32'}"
             names.append(name)
             path = item / f"{name}.json"
-            if finished(path) is not None or budget.expired():
+            if finished(path) is not None or _no_time(budget):
                 continue
             started = time.perf_counter()
             torch.backends.cudnn.allow_tf32 = tf32
@@ -433,10 +471,14 @@ def item_throughput(cfg: PlConfig, device, budget: Budget) -> list[str]:
             try:
                 r = measure(model, "cifar10", device, batch_size=cfg.batch_size if cfg.tiny else 256,
                             batches=cfg.throughput_batches, warmup=2, width=cfg.throughput_width,
-                            seed=cfg.seed)
+                            seed=cfg.seed, should_stop=budget.stop_hook())
             finally:
                 torch.backends.cudnn.allow_tf32 = False
                 torch.backends.cuda.matmul.allow_tf32 = False
+            if r is None or r["batches_timed"] < cfg.throughput_batches:
+                log(f"[{CAMPAIGN}] throughput {name}: stopped ({budget.reason() or 'budget'}) "
+                    f"before its {cfg.throughput_batches} timed steps; not written")
+                continue
             rec = {"campaign": CAMPAIGN, "item": "throughput", "tf32": tf32, **r,
                    "dataset": None, "data": "random CIFAR-10-shaped tensors (no dataset fidelity)",
                    "device_type": device.type,
@@ -456,15 +498,21 @@ def _scaling_plan(cfg: PlConfig, device, budget: Budget) -> dict:
     if plan_path.is_file():
         return read_json(plan_path)["plan"]
     models = ("aol_mlp", "cpl_convnet")
-    sec = {m: _seconds_per_example(m, "mnist", device, cfg, _width(cfg, "mnist", m)) * (32 / 28) ** 2
-           for m in models}
+    sec = {m: _seconds_per_example(m, "mnist", device, cfg, _width(cfg, "mnist", m), budget)
+           * (32 / 28) ** 2 for m in models}
     n_ref = max(cfg.sizes)
     per_ref_epoch = sum(sec.values()) * n_ref * len(cfg.sizes)
-    evals = 2 * len(models) * len(cfg.sizes) * (10000 + cfg.eval_train_size) * max(sec.values()) / 3
+    # evaluation (clean + certified, training subset and test set) and the certificate attack of
+    # every run, costed at a third of a training step per example, on the sizes actually loaded
+    n_test = _loaded_size("mnist", "test", cfg.data_root, cfg.test_size)
+    n_train = _loaded_size("mnist", "train", cfg.data_root, None)
+    evals = (2 * len(models) * sum(n_test + min(cfg.eval_train_size, n, n_train) for n in cfg.sizes)
+             * max(sec.values()) / 3)
     ref_epochs = int(max(1, min(cfg.max_ref_epochs,
                                 math.floor((cfg.safety * budget.remaining() - evals) / per_ref_epoch))))
     plan = {"seconds_per_example": sec, "ref_size": n_ref, "ref_epochs": ref_epochs,
-            "examples_per_run": ref_epochs * n_ref, "budget_seconds": budget.seconds,
+            "examples_per_run": ref_epochs * n_ref, "n_test": n_test,
+            "eval_seconds_estimate": evals, "budget_seconds": budget.seconds,
             "paper": "P&L Sec. 9.3 trains each size at fixed compute; their epoch budget is larger"}
     atomic_write_json(plan_path, {"plan": plan})
     return plan
@@ -484,7 +532,7 @@ def item_scaling_law(cfg: PlConfig, device, budget: Budget) -> list[str]:
             rc = _run_config(cfg, name=f"mnist_{m}_n{n}_p{passes}_s{cfg.seed}", dataset="mnist",
                              model=m, loss=loss, epochs=epochs, train_size=n, augment=True, passes=r)
             names.append(rc.name)
-            if budget.expired():
+            if _no_time(budget):
                 continue
             _train_run(rc, cfg, item, device, cfg.data_root, {"model": m, "train_size": n,
                                                                "data_passes": passes,
@@ -497,17 +545,22 @@ def _cifar_epochs(cfg: PlConfig, device, budget: Budget, models, n_runs: int, ke
     plan_path = cfg.root / key / "plan.json"
     if plan_path.is_file():
         return read_json(plan_path)["plan"]
-    sec = {m: _seconds_per_example(m, "cifar10", device, cfg, _width(cfg, "cifar10", m)) for m in models}
+    sec = {m: _seconds_per_example(m, "cifar10", device, cfg, _width(cfg, "cifar10", m), budget)
+           for m in models}
     per_run = max(sec.values())
-    n = cfg.cifar_train_size or 50000
+    # the training set actually loaded (a prepared file may hold a subset of the 50000 images)
+    loaded = _loaded_size("cifar10", "train", None, None)
+    n = min(cfg.cifar_train_size or loaded, loaded)
     avail = cfg.safety * budget.remaining() - 5.0 * n_runs   # data, PCA and evaluation per run
     epochs = math.floor(avail / (n_runs * per_run * n)) if avail > 0 else 0
     if epochs >= 1:
         plan = {"epochs": int(min(cfg.max_cifar_epochs, epochs)), "train_size": cfg.cifar_train_size}
     else:  # not even one epoch of the whole set fits: one epoch of the largest subset that does
-        size = int(max(1000, min(n, avail / max(1e-9, n_runs * per_run)))) if not cfg.tiny else n
+        size = (int(max(min(1000, n), min(n, avail / max(1e-9, n_runs * per_run))))
+                if not cfg.tiny else n)
         plan = {"epochs": 1, "train_size": size}
-    plan.update(seconds_per_example=sec, budget_seconds=budget.seconds)
+    plan.update(n_train=plan["train_size"] or n, n_train_loaded=loaded, seconds_per_example=sec,
+                budget_seconds=budget.seconds)
     atomic_write_json(plan_path, {"plan": plan})
     return plan
 
@@ -526,7 +579,7 @@ def item_pca(cfg: PlConfig, device, budget: Budget) -> list[str]:
                              train_size=plan["train_size"], augment=True, pca_subset=sub,
                              lr=0.002 if m == "simple_convnet" else 0.1)
             names.append(rc.name)
-            if budget.expired():
+            if _no_time(budget):
                 continue
             def post(rec, sub=sub):
                 p = rec["result"].get("pca") or {}
@@ -549,7 +602,7 @@ def item_snce(cfg: PlConfig, device, budget: Budget) -> list[str]:
                          loss=pl_runs.LossConfig("self_normalizing_ce", t=t), epochs=plan["epochs"],
                          train_size=plan["train_size"], augment=True)
         names.append(rc.name)
-        if budget.expired():
+        if _no_time(budget):
             continue
         _train_run(rc, cfg, item, device, None, {"t": t, "epochs": plan["epochs"],
                                                  "paper_epochs": 200}, budget,
@@ -572,7 +625,7 @@ def item_overfit(cfg: PlConfig, device, budget: Budget) -> list[str]:
                          epochs=plan["epochs"], train_size=plan["train_size"], augment=False,
                          curve_eps=CURVE_EPS)
         names.append(rc.name)
-        if budget.expired():
+        if _no_time(budget):
             continue
         _train_run(rc, cfg, item, device, None, {"model": m, "epochs": plan["epochs"],
                                                  "paper_epochs": 3000}, budget,
@@ -623,13 +676,20 @@ def _run(cfg: PlConfig, budget: Budget, device, loader, cifar_msg) -> dict:
     if loader is not None:
         todo += [("pca_features_cifar10", item_pca), ("tradeoff_cifar10", item_snce),
                  ("robust_overfitting_cifar10", item_overfit)]
+    not_started = []
     for i, (key, fn) in enumerate(todo):
-        if budget.stopped():
-            break
+        if _no_time(budget):
+            not_started.append(key)
+            continue
         w = WEIGHTS[key] / sum(WEIGHTS[k] for k, _ in todo[i:])
-        names[key] = fn(cfg, device, budget.sub(w * budget.remaining()))
+        try:
+            names[key] = fn(cfg, device, budget.sub(w * budget.remaining()))
+        except _NotPlanned:
+            log(f"[{CAMPAIGN}] {key}: timing pilot stopped ({budget.reason() or 'budget'}); "
+                f"no run started")
+            not_started.append(key)
     return finish(cfg, budget, names, _deviations(cfg, cifar_msg, loader is not None), device,
-                  cifar_msg if loader is None else None)
+                  cifar_msg if loader is None else None, not_started)
 
 
 def collect(cfg: PlConfig) -> dict:
@@ -653,7 +713,7 @@ def collect(cfg: PlConfig) -> dict:
 
 
 def finish(cfg: PlConfig, budget: Budget, names: dict, devs: list[str], device,
-           skipped: str | None) -> dict:
+           skipped: str | None, not_started: list[str] = ()) -> dict:
     items = collect(cfg)
     done = [r["run_json"] for it in items.values() for r in it["runs"]]
     planned = {f"{CAMPAIGN}/{k}/{n}.json" for k, v in names.items() for n in v}
@@ -661,18 +721,20 @@ def finish(cfg: PlConfig, budget: Budget, names: dict, devs: list[str], device,
     broken = sum(int(r.get("broken_certificates") or 0) for it in items.values() for r in it["runs"])
     certified = sum(int(r.get("certified_points") or 0) for it in items.values() for r in it["runs"])
     summary = {"campaign": CAMPAIGN, "tiny": cfg.tiny, "items": items, "runs_done": done, "runs_left": left,
+               "items_not_started": list(not_started),
                "broken_certificates": broken, "certified_points_attacked": certified,
                "cifar_skipped": skipped, "deviations": devs,
                "approximate": any(r.get("approximate") for it in items.values() for r in it["runs"]),
                "approximate_reason": APPROX_REASON}
     write_result(cfg.out / "campaign_pl.json", summary, seed=cfg.seed, device=device,
                  started=budget.start)
-    status = "complete" if not left and not skipped else ("stopped" if budget.stopped() or budget.expired()
-                                                            else "partial")
+    status = ("complete" if not left and not skipped and not not_started
+              else ("stopped" if _no_time(budget) or not_started else "partial"))
     write_manifest(cfg.out, campaign=CAMPAIGN, seed=cfg.seed, device=device, budget=budget,
                    plan={k: v["plan"] for k, v in items.items()}, deviations=devs,
                    runs_done=done, runs_left=left, status=status,
-                   extra={"broken_certificates": broken, "cifar_skipped": skipped})
+                   extra={"broken_certificates": broken, "cifar_skipped": skipped,
+                          "items_not_started": list(not_started)})
     log(f"[{CAMPAIGN}] {len(done)} runs finished, {len(left)} left ({status}); broken "
         f"certificates: {broken} of {certified} certified points attacked")
     return {"done": done, "left": left, "status": status, "broken_certificates": broken}

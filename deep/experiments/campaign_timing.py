@@ -34,7 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from deep.experiments.campaign_stack import Schedule, train_group
-from deep.experiments.campaign_yrzsc import YrzscConfig, fresh_models, groups_for
+from deep.experiments.campaign_yrzsc import EVAL_SHARE, YrzscConfig, fresh_models, groups_for
 from plumbing.cli import OneLineArgumentParser, float_range, int_sci, run_main
 from plumbing.io import atomic_write_json, provenance
 
@@ -131,7 +131,13 @@ def measure_eval(arch: str, x, y, n: int) -> dict:
 
 
 def gpu_estimate(groups: list[dict], evals: dict, *, launch_s: float, gpu_flops: float,
-                 n_pgd: int, n_mt: int, n_lip: int, eval_batch: int, budget_s: float) -> dict:
+                 n_pgd: int, n_mt: int, n_lip: int, eval_batch: int, budget_s: float,
+                 eval_share: float = EVAL_SHARE) -> dict:
+    """GPU seconds per epoch and per evaluation; the evaluation on the full sets is then cut as
+    the campaign's pilot does (``campaign_yrzsc.size_evaluation``: every set scaled by one factor
+    so that the evaluation takes at most ``eval_share`` of the planned time; here the cost is
+    taken as linear in the sizes and the sets' lower limit is ignored), and the epochs that fit
+    the rest follow."""
     per_group = {}
     epoch_total = 0.0
     for g in groups:
@@ -150,11 +156,15 @@ def gpu_estimate(groups: list[dict], evals: dict, *, launch_s: float, gpu_flops:
             one += max(e[key]["aten_ops_per_batch"] * launch_s * batches,
                        e[key]["flops_per_example"] * n / gpu_flops)
         eval_total += one * g["models"]
-    epochs = max(0, math.floor((0.85 * budget_s - eval_total) / epoch_total))
+    share_s = eval_share * 0.85 * budget_s
+    fraction = 1.0 if eval_total <= share_s else share_s / eval_total
+    eval_used = eval_total * fraction
+    epochs = max(0, math.floor((0.85 * budget_s - eval_used) / epoch_total))
     return {"launch_seconds_per_op": launch_s, "gpu_flops_per_s": gpu_flops,
             "per_group": per_group, "train_seconds_per_epoch_all_groups": epoch_total,
-            "eval_seconds_all_models": eval_total, "budget_seconds": budget_s,
-            "epochs_that_fit": epochs}
+            "eval_seconds_all_models": eval_total, "eval_share": eval_share,
+            "eval_fraction_that_fits": fraction, "eval_seconds_used": eval_used,
+            "budget_seconds": budget_s, "epochs_that_fit": epochs}
 
 
 def main(argv=None) -> int:
@@ -194,7 +204,8 @@ def main(argv=None) -> int:
         est[name] = gpu_estimate(groups, evals, launch_s=launch, gpu_flops=fl, n_pgd=20000,
                                  n_mt=2000, n_lip=10000, eval_batch=1000, budget_s=args.budget_s)
         print(f"H100 {name}: {est[name]['train_seconds_per_epoch_all_groups']:.1f} s per epoch of all "
-              f"20 runs, evaluation {est[name]['eval_seconds_all_models']:.1f} s -> "
+              f"20 runs, evaluation {est[name]['eval_seconds_all_models']:.1f} s on the full sets "
+              f"({est[name]['eval_fraction_that_fits']:.2f} of them fit {EVAL_SHARE:.0%}) -> "
               f"{est[name]['epochs_that_fit']} epoch(s) in {args.budget_s:.0f} s", flush=True)
     atomic_write_json(args.out, {"groups": groups, "evaluation": evals, "estimates": est,
                                  "note": "CPU timings on a shared, loaded machine (upper bounds)",

@@ -22,7 +22,9 @@ Engineering (see ``deep.experiments.campaign_stack``): MNIST lives on the device
 (no DataLoader); AT + RST(1, 2, 5) of one architecture train as one stacked model, TRADES(1, 3, 6)
 likewise, so the 20 runs are 10 training groups. Finished runs are written at once
 (``OUT/yrzsc-mnist/runs/<model>_<method>.json``); each group checkpoints every epoch, so a rerun
-resumes; the plan (epochs, sizes) is fixed at the first start (``plan.json``) so a rerun trains to
+resumes; the plan (epochs, evaluation sizes) is fixed at the first start (``plan_<arch>.json``, one
+per network: ``--archs cnn1`` and ``--archs cnn2`` can run in separate commands into the same
+``--out`` and their results join one set of tables) so a rerun trains to
 the same plan.
 """
 from __future__ import annotations
@@ -99,6 +101,11 @@ TABLES = {"table2_cnn1": ("cnn1", "pgd", "YRZSC Table 2 (CNN1, PGD-10)"),
           "table2_cnn2": ("cnn2", "pgd", "YRZSC Table 2 (CNN2, PGD-10)"),
           "table9_cnn1_mt": ("cnn1", "mt", "YRZSC Table 9 (CNN1, multi-targeted)"),
           "table10_cnn2_mt": ("cnn2", "mt", "YRZSC Table 10 (CNN2, multi-targeted)")}
+#: fraction of the plan's time (safety x budget left) the evaluation of all models may take: the
+#: pilot shrinks the evaluation subsets (all by one factor) until the evaluation fits it
+EVAL_SHARE = 0.35
+#: smallest evaluation subset the sizing picks (class-balanced; the whole set if smaller)
+MIN_EVAL_SIZE = 100
 #: CPU test preset: 16x16 images (both networks accept them), a few examples, one attack step
 TINY = {"train_size": 20, "test_size": 10, "train_eval_size": 10, "mt_eval_size": 10,
         "lip_size": 10, "attack_steps": 1, "eval_batch": 64, "pilot_steps": 1, "max_epochs": 1,
@@ -131,6 +138,7 @@ class YrzscConfig:
     batch_size: int = YANG_BATCH_SIZE["mnist"]
     image_size: int | None = None      # None: MNIST's 28x28; else resized (tests only)
     safety: float = 0.85               # fraction of the budget the plan may fill
+    eval_share: float = EVAL_SHARE     # at most this fraction of the plan's time for evaluation
     tiny: bool = False                 # the CPU test preset (results are not paper checks)
     step_mode: str = "auto"            # STEP_MODES; see deep.experiments.campaign_stack
     capture_backend: str | None = None  # torch.compile backend (None: inductor)
@@ -139,6 +147,10 @@ class YrzscConfig:
     def __post_init__(self):
         self.out = Path(self.out)
         check_int("seed", self.seed, min_value=0)
+        self.archs = tuple(self.archs)
+        if not self.archs or len(set(self.archs)) != len(self.archs):
+            raise ValueError(f"archs must name each of {', '.join(ARCHS)} at most once, at least "
+                             f"one; got {self.archs}")
         for a in self.archs:
             if a not in ARCHS:
                 raise ValueError(f"archs must be among {', '.join(ARCHS)}; got {a!r}")
@@ -159,6 +171,7 @@ class YrzscConfig:
         check_float("safety", self.safety, low=0.0, low_open=True, high=1.0)
         if self.step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be one of {', '.join(STEP_MODES)}; got {self.step_mode!r}")
+        check_float("eval_share", self.eval_share, low=0.0, low_open=True, high=1.0)
 
     @property
     def root(self) -> Path:
@@ -211,7 +224,7 @@ def load_data(cfg: YrzscConfig, device: torch.device) -> dict:
     d["x_tr_eval"], d["y_tr_eval"] = _subset(xtr, ytr, cfg.train_eval_size, cfg.seed + 1)
     d["x_mt_tr"], d["y_mt_tr"] = _subset(d["x_tr_eval"], d["y_tr_eval"], cfg.mt_eval_size, cfg.seed + 2)
     d["x_mt_te"], d["y_mt_te"] = _subset(xte, yte, cfg.mt_eval_size, cfg.seed + 3)
-    d["x_lip"], _ = _subset(xte, yte, cfg.lip_size, cfg.seed + 4)
+    d["x_lip"], d["y_lip"] = _subset(xte, yte, cfg.lip_size, cfg.seed + 4)
     return d
 
 
@@ -296,11 +309,17 @@ def deviations(cfg: YrzscConfig, plan: dict, device: torch.device) -> list[str]:
     if cfg.train_size is not None:
         d.append(f"training set: class-balanced subset of {plan['n_train']} examples (paper: 60000)")
     if cfg.test_size is not None:
-        d.append(f"test set: class-balanced subset of {plan['n_test']} examples (paper: 10000)")
+        d.append(f"test set: class-balanced subset of {plan.get('n_test_loaded', plan['n_test'])} "
+                 f"examples (paper: 10000)")
     d.append(f"train acc / adv train acc on a fixed class-balanced subset of {plan['n_train_eval']} "
              f"training examples")
     d.append(f"multi-targeted attack on fixed class-balanced subsets of {plan['n_mt']} training and "
-             f"{plan['n_mt']} test examples (PGD on the whole test set)")
+             f"{plan['n_mt']} test examples (PGD on {plan['n_test']} test examples)")
+    if plan.get("eval_fraction", 1.0) < 1.0:
+        d.append(f"evaluation subsets sized by the pilot so that the evaluation fits "
+                 f"{plan['eval_share']:.0%} of the planned time: every evaluation set cut to "
+                 f"{plan['eval_fraction']:.3f} of its configured size (class-balanced, at least "
+                 f"{MIN_EVAL_SIZE}): {plan['eval_sizes']} instead of {plan['eval_sizes_full']}")
     d.append(f"Eq. (3) Lipschitz estimate on {plan['n_lip']} test examples")
     if cfg.attack_steps is not None:
         d.append(f"attack steps {cfg.attack_steps} everywhere (paper: PGD-10, MT 20 per target, "
@@ -391,18 +410,21 @@ def pilot(cfg: YrzscConfig, groups: list[Group], data: dict, device, budget: Bud
         step_mode[g.name], timing[g.name] = chosen, t
         step_s[g.name] = usable[chosen]
         per_model.append(step_s[g.name] / len(g.methods))
-    eval_s = {}
+    per_pass = {}
     for arch in sorted({g.arch for g in groups}):
         model = fresh_models(arch, 1, device, cfg.seed, _size(cfg))[0]
         sync(device)
         t0 = time.perf_counter()
         _ = evaluate_cost_probe(model, cfg, data, device)
         sync(device)
-        per_pass = (time.perf_counter() - t0) / _
-        eval_s[arch] = per_pass * eval_passes(cfg, data)
+        per_pass[arch] = (time.perf_counter() - t0) / _
     train_epoch_s = sum(step_s[g.name] * steps_per_epoch for g in groups)
+    usable = cfg.safety * budget.remaining()
+    models = {a: sum(len(g.methods) for g in groups if g.arch == a) for a in per_pass}
+    ev = size_evaluation(cfg, data, per_pass, models, cfg.eval_share * max(0.0, usable))
+    eval_s = {a: per_pass[a] * eval_passes(cfg, ev["sizes"]) for a in per_pass}
     eval_total = sum(eval_s[g.arch] * len(g.methods) for g in groups)
-    avail = cfg.safety * budget.remaining() - eval_total
+    avail = usable - eval_total
     if cfg.epochs is not None:
         epochs = cfg.epochs
     else:
@@ -411,19 +433,78 @@ def pilot(cfg: YrzscConfig, groups: list[Group], data: dict, device, budget: Bud
             "train_epoch_seconds_all_groups": train_epoch_s, "eval_seconds_per_model": eval_s,
             "eval_seconds_total": eval_total, "budget_seconds": budget.seconds,
             "budget_left_at_plan": budget.remaining(), "fits": avail >= train_epoch_s,
-            "n_train": n, "n_test": len(data["yt"]), "n_train_eval": len(data["y_tr_eval"]),
-            "n_mt": len(data["y_mt_te"]), "n_lip": len(data["x_lip"]),
+            "n_train": n, "n_test": ev["sizes"]["test"], "n_train_eval": ev["sizes"]["train_eval"],
+            "n_mt": ev["sizes"]["mt_test"], "n_lip": ev["sizes"]["lip"],
+            "n_test_loaded": len(data["yt"]), "eval_sizes": ev["sizes"],
+            "eval_sizes_full": ev["full"], "eval_fraction": ev["fraction"],
+            "eval_share": cfg.eval_share, "eval_seconds_full_sets": ev["seconds_full"],
+            "eval_fits_share": ev["fits"],
+            "eval_seconds_per_example_pass": per_pass,
             "batch_size": bs, "groups": [g.name for g in groups],
             "step_mode": step_mode, "step_timing": timing}
 
 
-def eval_passes(cfg: YrzscConfig, data: dict) -> float:
-    """Forward+backward passes (in examples) of one model's evaluation."""
+def eval_passes(cfg: YrzscConfig, sizes: dict) -> float:
+    """Forward+backward passes (in examples) of one model's evaluation on subsets of ``sizes``
+    (keys of :func:`full_eval_sizes`)."""
     pgd = (cfg.attack_steps or YANG_PGD_STEPS) + 2           # steps, 2 clean (last iterate)
     mt = 10 * ((cfg.attack_steps or YANG_MT_STEPS) + 2) + 2  # per target: steps, final, margin
     lip = (cfg.attack_steps or YANG_LIPSCHITZ_STEPS) + 2     # clean, steps, last iterate
-    return (pgd * (len(data["y_tr_eval"]) + len(data["yt"]))
-            + mt * (len(data["y_mt_tr"]) + len(data["y_mt_te"])) + lip * len(data["x_lip"]))
+    return (pgd * (sizes["train_eval"] + sizes["test"])
+            + mt * (sizes["mt_train"] + sizes["mt_test"]) + lip * sizes["lip"])
+
+
+def full_eval_sizes(data: dict) -> dict:
+    """Sizes of the configured evaluation sets (PGD train / test, MT train / test, Eq. 3)."""
+    return {"train_eval": len(data["y_tr_eval"]), "test": len(data["yt"]),
+            "mt_train": len(data["y_mt_tr"]), "mt_test": len(data["y_mt_te"]),
+            "lip": len(data["x_lip"])}
+
+
+def size_evaluation(cfg: YrzscConfig, data: dict, per_pass: dict, models: dict,
+                    seconds: float) -> dict:
+    """Evaluation subset sizes for which evaluating every model fits in ``seconds``.
+
+    The cost is linear in the sizes (:func:`eval_passes` times the measured seconds per
+    example-pass of each architecture, ``per_pass``, times its number of models, ``models``), so
+    every set is scaled by one factor f, the largest (found by bisection) whose sizes
+    ``min(n, max(MIN_EVAL_SIZE, floor(f n)))`` cost at most ``seconds`` (f = 1: the full sets).
+    If even the smallest sizes do not fit, those are used and ``fits`` is False. Returns sizes,
+    full sizes, the factor, the estimated seconds of the full sets and of the chosen sizes."""
+    check_float("seconds", seconds, low=0.0)
+    full = full_eval_sizes(data)
+
+    def sized(f):
+        return {k: n if f >= 1.0 else min(n, max(MIN_EVAL_SIZE, math.floor(f * n)))
+                for k, n in full.items()}
+
+    def cost(sizes):
+        return sum(per_pass[a] * models[a] * eval_passes(cfg, sizes) for a in per_pass)
+
+    cost_full = cost(full)
+    if cost_full <= seconds:
+        f = 1.0
+    else:
+        lo, hi = 0.0, 1.0          # cost(sized(lo)) <= seconds < cost(sized(hi)), if any fits
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if cost(sized(mid)) <= seconds else (lo, mid)
+        f = lo
+    sizes = sized(f)
+    return {"sizes": sizes, "full": full, "fraction": f, "seconds_full": cost_full,
+            "seconds": cost(sizes), "fits": cost(sizes) <= seconds}
+
+
+def eval_data(cfg: YrzscConfig, data: dict, sizes: dict) -> dict:
+    """``data`` with its evaluation sets cut to the plan's ``sizes`` (fixed class-balanced
+    subsets; the training set is untouched). The sizes are saved in the plan, so a resumed
+    campaign evaluates on the same subsets."""
+    d = dict(data)
+    for (xk, yk), key, k in ((("x_tr_eval", "y_tr_eval"), "train_eval", 5), (("xt", "yt"), "test", 6),
+                             (("x_mt_tr", "y_mt_tr"), "mt_train", 7),
+                             (("x_mt_te", "y_mt_te"), "mt_test", 8), (("x_lip", "y_lip"), "lip", 9)):
+        d[xk], d[yk] = _subset(data[xk], data[yk], sizes[key], cfg.seed + k)
+    return d
 
 
 def evaluate_cost_probe(model, cfg: YrzscConfig, data: dict, device) -> float:
@@ -445,8 +526,39 @@ def all_runs(cfg: YrzscConfig) -> list[str]:
     return [run_name(g.arch, m) for g in groups_for(cfg) for m in g.methods]
 
 
+def plan_path(cfg: YrzscConfig, arch: str) -> Path:
+    """``OUT/yrzsc-mnist/plan_<arch>.json``: one plan per network, so CNN1 and CNN2 can run in
+    separate commands (``--archs``) and still land in one set of tables."""
+    return cfg.root / f"plan_{arch}.json"
+
+
+def _settings(cfg: YrzscConfig) -> dict:
+    """The settings a saved plan must share with a resumed or extending campaign (all but the
+    output, device, data folder and the networks of this command)."""
+    return _jsonable({k: v for k, v in asdict(cfg).items()
+                      if k not in ("out", "device", "data_root", "archs")})
+
+
+def saved_plans(cfg: YrzscConfig) -> dict:
+    """Plans saved under ``--out`` for any network, checked against ``cfg``'s settings (a
+    campaign made with other settings is refused, never mixed into the tables)."""
+    plans = {}
+    settings = _settings(cfg)
+    for arch in ARCHS:
+        path = plan_path(cfg, arch)
+        if not path.is_file():
+            continue
+        saved = read_json(path)
+        if saved.get("settings") != settings:
+            raise ValueError(f"{path} was made with other settings; use another --out or delete "
+                             f"{cfg.root}")
+        plans[arch] = saved["plan"]
+    return plans
+
+
 def run(cfg: YrzscConfig, budget: Budget) -> dict:
-    """Run (or resume) the campaign within ``budget``; returns the manifest dict."""
+    """Run (or resume) the campaign for ``cfg.archs`` within ``budget``; returns the manifest
+    dict. Networks run earlier into the same ``--out`` (another ``--archs``) join the tables."""
     from deep.experiments.experiment import resolve_device
 
     device = resolve_device(cfg.device)
@@ -454,30 +566,33 @@ def run(cfg: YrzscConfig, budget: Budget) -> dict:
     runs_dir = root / "runs"
     groups = groups_for(cfg)
     data = load_data(cfg, device)
-    plan_path = root / "plan.json"
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("out", "device", "data_root")}
-    if plan_path.is_file():
-        saved = read_json(plan_path)
-        if saved.get("settings") != _jsonable(settings):
-            raise ValueError(f"{plan_path} was made with other settings; use another --out or delete "
-                             f"{root}")
-        plan = saved["plan"]
-        log(f"[{CAMPAIGN}] resuming the saved plan: {plan['epochs']} epoch(s)")
-    else:
-        todo = [g for g in groups if not all(finished(runs_dir / f"{run_name(g.arch, m)}.json")
-                                             for m in g.methods)]
-        plan = pilot(cfg, todo or groups, data, device, budget)
-        atomic_write_json(plan_path, {"settings": settings, "plan": plan})
-        log(f"[{CAMPAIGN}] pilot: {plan['train_epoch_seconds_all_groups']:.1f} s per epoch (all "
-            f"groups), evaluation {plan['eval_seconds_total']:.1f} s -> {plan['epochs']} epoch(s)")
-    devs = deviations(cfg, plan, device)
-    E = plan["epochs"]
+    plans = saved_plans(cfg)
+    for arch in cfg.archs:
+        if arch in plans:
+            log(f"[{CAMPAIGN}] {arch}: resuming the saved plan: {plans[arch]['epochs']} epoch(s)")
+    new = [a for a in cfg.archs if a not in plans]
+    if new:
+        mine = [g for g in groups if g.arch in new]
+        todo = [g for g in mine if not all(finished(runs_dir / f"{run_name(g.arch, m)}.json")
+                                           for m in g.methods)]
+        plan = pilot(cfg, todo or mine, data, device, budget)
+        plan["archs_planned_together"] = list(new)
+        for arch in new:
+            atomic_write_json(plan_path(cfg, arch), {"settings": _settings(cfg), "plan": plan})
+            plans[arch] = plan
+        log(f"[{CAMPAIGN}] pilot ({', '.join(new)}): {plan['train_epoch_seconds_all_groups']:.1f} s "
+            f"per epoch (all groups), evaluation {plan['eval_seconds_total']:.1f} s on "
+            f"{plan['eval_fraction']:.3f} of the evaluation sets -> {plan['epochs']} epoch(s)")
+    devs = {a: deviations(cfg, plans[a], device) for a in plans}
+    evals = {}
     for g in groups:
+        plan = plans[g.arch]
         names = [run_name(g.arch, m) for m in g.methods]
         if all(finished(runs_dir / f"{n}.json") for n in names):
             continue
         if budget.expired():
             break
+        E = plan["epochs"]
         started = time.perf_counter()
         template = fresh_models(g.arch, 1, device, cfg.seed, _size(cfg))[0]
         model = g.build(fresh_models(g.arch, len(g.methods), device, cfg.seed, _size(cfg)))
@@ -494,6 +609,8 @@ def run(cfg: YrzscConfig, budget: Budget) -> dict:
             break
         models = model.unstack(template) if len(g.methods) > 1 and g.kind != "single" else [model]
         train_seconds = time.perf_counter() - started
+        if g.arch not in evals:
+            evals[g.arch] = eval_data(cfg, data, plan.get("eval_sizes") or full_eval_sizes(data))
         for m, mod in zip(g.methods, models):
             path = runs_dir / f"{run_name(g.arch, m)}.json"
             if finished(path) is not None:
@@ -501,22 +618,23 @@ def run(cfg: YrzscConfig, budget: Budget) -> dict:
             if budget.stopped():
                 break
             t0 = time.perf_counter()
-            ev = evaluate(mod, cfg, data, device)
+            ev = evaluate(mod, cfg, evals[g.arch], device)
             rec = {"campaign": CAMPAIGN, "dataset": "mnist", "model": g.arch, "method": m.spec,
                    "label": m.label, "method_config": asdict(m), "group": g.name,
                    "epochs": E, "paper_epochs": YANG_EPOCHS["mnist"], "batch_size": plan["batch_size"],
                    "lr": cfg.lr, "lr_milestones_fraction": list(LR_MILESTONES),
                    "momentum": YANG_SGD_MOMENTUM["mnist"], "eps": YANG_EPS_LINF["mnist"],
-                   "n_train": len(data["y"]), "n_test": len(data["yt"]), **ev,
+                   "n_train": len(data["y"]), "n_test": len(evals[g.arch]["yt"]),
+                   "eval_fraction": plan.get("eval_fraction", 1.0), **ev,
                    "history": res["history"], "group_train_seconds": train_seconds,
                    "step_mode": res["step_mode"], "capture_error": res["capture_error"],
                    "step_timing": plan.get("step_timing", {}).get(g.name),
-                   "eval_seconds": time.perf_counter() - t0, "deviations": devs}
+                   "eval_seconds": time.perf_counter() - t0, "deviations": devs[g.arch]}
             write_result(path, rec, seed=cfg.seed, device=device, started=started)
             budget.note_run_done()
             log(f"[{CAMPAIGN}] {path.name}: PGD adv test {ev['pgd']['adv_test_acc']:.2f}%, MT "
                 f"{ev['mt']['adv_test_acc']:.2f}%, Lipschitz {ev['test_lipschitz']:.2f}")
-    return finish(cfg, budget, plan, devs, device)
+    return finish(cfg, budget, plans, devs, device)
 
 
 def _jsonable(obj):
@@ -524,12 +642,21 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def collect(cfg: YrzscConfig) -> dict:
-    """The finished runs as the paper's tables (rows in the paper's order)."""
+def _plan_summary(plan: dict) -> dict:
+    keys = ("epochs", "n_train", "n_test", "n_train_eval", "n_mt", "n_lip", "eval_sizes",
+            "eval_fraction", "budget_seconds")
+    return {k: plan.get(k) for k in keys}
+
+
+def collect(cfg: YrzscConfig, plans: dict | None = None) -> dict:
+    """The finished runs as the paper's tables (rows in the paper's order), for every network of
+    ``cfg.archs`` or with a plan in ``plans``; each table carries its network's epochs and
+    evaluation sizes (``plan``)."""
+    plans = plans or {}
     runs_dir = cfg.root / "runs"
     tables = {}
     for key, (arch, attack, title) in TABLES.items():
-        if arch not in cfg.archs:
+        if arch not in cfg.archs and arch not in plans:
             continue
         rows = []
         for spec in cfg.methods:
@@ -537,16 +664,23 @@ def collect(cfg: YrzscConfig) -> dict:
             if r is None:
                 continue
             rows.append({"method": r["method"], "label": r["label"], **r[attack],
-                         "epochs": r["epochs"], "run_json": f"runs/{run_name(arch, cfg.method_config(spec))}.json"})
+                         "epochs": r["epochs"], "n_eval": r.get("n_eval"),
+                         "run_json": f"runs/{run_name(arch, cfg.method_config(spec))}.json"})
         tables[key] = {"title": title, "model": arch, "attack": attack, "rows": rows}
+        if arch in plans:
+            tables[key].update(epochs=plans[arch]["epochs"], plan=_plan_summary(plans[arch]))
     return tables
 
 
-def table_markdown(tables: dict, epochs: int, approx_note: str = "") -> str:
+def table_markdown(tables: dict, epochs, approx_note: str = "") -> str:
     out = []
     for key, t in tables.items():
-        out.append(f"**{t['title']} - MNIST, eps 0.1, {epochs} epoch(s) (paper: 160, learning-rate "
-                   f"steps compressed proportionally){approx_note}**\n")
+        E = t.get("epochs", epochs)
+        n = t.get("plan", {})
+        sizes = (f"; PGD on {n.get('n_test')} test / {n.get('n_train_eval')} train examples, MT on "
+                 f"{n.get('n_mt')}, Eq. 3 on {n.get('n_lip')}" if n else "")
+        out.append(f"**{t['title']} - MNIST, eps 0.1, {E} epoch(s) (paper: 160, learning-rate "
+                   f"steps compressed proportionally){sizes}{approx_note}**\n")
         out.append("| method | " + " | ".join(COLUMNS) + " |")
         out.append("|" + "---|" * (len(COLUMNS) + 1))
         for r in t["rows"]:
@@ -555,25 +689,42 @@ def table_markdown(tables: dict, epochs: int, approx_note: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-def finish(cfg: YrzscConfig, budget: Budget, plan: dict, devs: list[str], device) -> dict:
-    """Combined tables (whatever finished), ``campaign_yrzsc_mnist.json`` and the manifest."""
-    names = all_runs(cfg)
+def finish(cfg: YrzscConfig, budget: Budget, plans: dict, devs: dict, device) -> dict:
+    """Combined tables of every network in ``--out`` (whatever finished),
+    ``campaign_yrzsc_mnist.json`` and the manifest."""
+    from dataclasses import replace
+
+    archs = tuple(a for a in ARCHS if a in cfg.archs or a in plans)
+    every = replace(cfg, archs=archs)
+    names = all_runs(every)
     done = [n for n in names if finished(cfg.root / "runs" / f"{n}.json") is not None]
     left = [n for n in names if n not in done]
-    tables = collect(cfg)
-    E = plan["epochs"]
-    header = (f"YRZSC MNIST Tables 2/9/10: {E} epoch(s) per run (paper: 160; learning-rate steps "
+    tables = collect(every, plans)
+    epochs = {a: plans[a]["epochs"] for a in archs if a in plans}
+    distinct = sorted(set(epochs.values()))
+    E = distinct[0] if len(distinct) == 1 else epochs
+    if len(distinct) == 1:
+        ep_words = f"{distinct[0]} epoch(s) per run"
+    else:
+        ep_words = "epochs per run " + ", ".join(f"{a.upper()} {e}" for a, e in epochs.items())
+    header = (f"YRZSC MNIST Tables 2/9/10: {ep_words} (paper: 160; learning-rate steps "
               f"compressed proportionally)")
+    same_plan = len({str(_plan_summary(p)) for p in plans.values()}) <= 1
+    plan = next(iter(plans.values())) if plans and same_plan else {a: plans[a] for a in plans}
+    common = [d for d in next(iter(devs.values()), []) if all(d in v for v in devs.values())]
+    all_devs = common + [f"{a.upper()}: {d}" for a in devs for d in devs[a] if d not in common]
     combined = {"campaign": CAMPAIGN, "header": header, "epochs": E, "tiny": cfg.tiny,
-                "paper_epochs": YANG_EPOCHS["mnist"], "complete": not left, "runs_done": done,
-                "runs_left": left, "plan": plan, "deviations": devs, "columns": list(COLUMNS),
+                "paper_epochs": YANG_EPOCHS["mnist"], "complete": not left, "archs": list(archs),
+                "runs_done": done, "runs_left": left, "plan": plan, "plans": plans,
+                "deviations": all_devs, "columns": list(COLUMNS),
                 "units": "percent except test_lipschitz", "tables": tables}
     write_result(cfg.out / "campaign_yrzsc_mnist.json", combined, seed=cfg.seed, device=device,
                  started=budget.start)
     atomic_write_text(cfg.out / "campaign_yrzsc_mnist.md", f"# {header}\n\n" + table_markdown(tables, E))
     status = "complete" if not left else ("stopped" if budget.stopped() or budget.expired() else "partial")
     write_manifest(cfg.out, campaign=CAMPAIGN, seed=cfg.seed, device=device, budget=budget,
-                   plan=plan, deviations=devs, runs_done=done, runs_left=left, status=status)
+                   plan=plans, deviations=all_devs, runs_done=done, runs_left=left, status=status,
+                   extra={"archs": list(archs), "archs_this_command": list(cfg.archs)})
     log(f"[{CAMPAIGN}] {len(done)}/{len(names)} runs finished ({status}); "
         f"{cfg.out / 'campaign_yrzsc_mnist.json'}")
     return {"done": done, "left": left, "status": status}

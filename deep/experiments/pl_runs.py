@@ -37,6 +37,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,7 +47,7 @@ import torch
 
 from deep import augment as aug
 from deep.data import balanced_subset, load_tensors
-from deep.experiments.experiment import existing_result, seed_everything, write_result
+from deep.experiments.experiment import existing_result, write_result
 from deep.models import MODEL_NAMES
 from deep.pca_projection import fit_pca, project, subset_for_dim
 from deep.trainer import TrainConfig, fit
@@ -284,29 +286,97 @@ def run_paths(cfg: RunConfig, out: Path) -> dict[str, Path]:
             "metrics": out / f"{stem}.metrics.json"}
 
 
+#: cuBLAS setting that makes its matrix products deterministic (PyTorch's reproducibility notes);
+#: it must be in the environment before the process makes its first cuBLAS call to take effect
+CUBLAS_DETERMINISTIC = ":4096:8"
+
+
+class _Stopped(Exception):
+    """Raised inside :func:`deep.trainer.fit` when a run's ``should_stop`` hook fires."""
+
+
+def use_cublas_determinism() -> bool:
+    """Set ``CUBLAS_WORKSPACE_CONFIG`` to :data:`CUBLAS_DETERMINISTIC` unless it is set already;
+    returns whether it now holds a deterministic setting. Call it before the first CUDA work of the
+    process (``deep.campaign`` does at its start); set later it only silences PyTorch's warning."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
+    return os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool):
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` for the duration of the block
+    (when ``enabled``), then the previous setting (flag and warn-only mode) again, so one run's
+    choice never slows the later runs of the same process."""
+    def state():
+        return (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+
+    before = state()
+    # torch.use_deterministic_algorithms is called only when the setting changes: its first call
+    # in a process imports machinery that takes seconds
+    if enabled and not before[0]:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        if state() != before:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
 def run(cfg: RunConfig, out: Path, device: torch.device, root=None, *, stop_after_epochs: int | None = None,
-        keep_checkpoint: bool = False, extra: dict | None = None) -> dict | None:
+        keep_checkpoint: bool = False, extra: dict | None = None,
+        should_stop: Callable[[], bool] | None = None, deterministic: bool | None = None) -> dict | None:
     """Train and evaluate one run; returns its result dict (or None if stopped early).
 
-    Skips the run if its JSON exists; resumes from its checkpoint if one exists."""
+    Skips the run if its JSON exists; resumes from its checkpoint if one exists.
+    ``should_stop()`` is asked before every training step and before each evaluation: once it
+    returns True the run ends at once (returning None) and keeps the checkpoint of its last
+    finished epoch, so a later call resumes there. ``deterministic`` (default: on CUDA) asks for
+    deterministic kernels during this run only (see :func:`deterministic_algorithms`; on CUDA it
+    also sets ``CUBLAS_WORKSPACE_CONFIG``, :func:`use_cublas_determinism`)."""
     if not isinstance(cfg, RunConfig):
         raise TypeError(f"cfg must be a RunConfig, got {type(cfg).__name__}")
+    if should_stop is not None and not callable(should_stop):
+        raise TypeError(f"should_stop must be a callable returning bool, got {type(should_stop).__name__}")
     paths = run_paths(cfg, out)
     done = existing_result(paths["result"])
     if done is not None:
         return done
+    if should_stop is not None and should_stop():
+        return None
+    if deterministic is None:
+        deterministic = device.type == "cuda"
+    if deterministic and device.type == "cuda":
+        use_cublas_determinism()
+    try:
+        with deterministic_algorithms(bool(deterministic)):
+            return _run(cfg, paths, device, root, stop_after_epochs, keep_checkpoint, extra,
+                        should_stop)
+    except _Stopped:
+        return None
+
+
+def _run(cfg: RunConfig, paths: dict, device: torch.device, root, stop_after_epochs, keep_checkpoint,
+         extra, should_stop) -> dict | None:
     started = time.perf_counter()
     data = prepare_data(cfg, root)
-    # Same seed, same result: torch's RNG seeds the initialisation; on CUDA also ask for
-    # deterministic kernels (on the CPU the kernels used here are deterministic already, and
-    # importing the deterministic-mode machinery costs seconds per process).
-    if device.type == "cuda":
-        seed_everything(cfg.train.seed)
-    else:
-        torch.manual_seed(cfg.train.seed)
+    # Same seed, same result: torch's RNG seeds the initialisation; the caller's
+    # ``deterministic`` asks for deterministic kernels (on by default on CUDA; on the CPU the
+    # kernels used here are deterministic already).
+    torch.manual_seed(cfg.train.seed)
     model = make_model(cfg, tuple(data["x"].shape[1:]), data["x"]).to(device)
     lip = is_lipschitz(model)
     loss_fn = make_loss(cfg.loss)
+    if should_stop is not None:
+        plain_loss = loss_fn
+
+        def loss_fn(model, xb, yb):   # asked before every training step
+            if should_stop():
+                raise _Stopped
+            return plain_loss(model, xb, yb)
     acfg = aug.config_for_dataset(cfg.dataset, cfg.augment)
     augment = aug.make_augment(acfg)
     last_epoch = cfg.train.epochs - 1
@@ -314,6 +384,8 @@ def run(cfg: RunConfig, out: Path, device: torch.device, root=None, *, stop_afte
     def evaluate(model, epoch):
         if epoch % cfg.eval_every and epoch != last_epoch:
             return {}
+        if should_stop is not None and should_stop():
+            raise _Stopped
         recalibrate_batchnorm(model, data["x_eval"])
         tr = evaluate_split(model, data["x_eval"], data["y_eval"], cfg.eps, lip)
         te = evaluate_split(model, data["xt"], data["yt"], cfg.eps, lip)
@@ -352,6 +424,8 @@ def run(cfg: RunConfig, out: Path, device: torch.device, root=None, *, stop_afte
     result["final"]["test_cra_36"] = None if final.get("test_cra") is None else final["test_cra"][default_idx]
     result["final"]["train_cra_36"] = None if final.get("train_cra") is None else final["train_cra"][default_idx]
     if cfg.curve_eps:
+        if should_stop is not None and should_stop():
+            raise _Stopped
         model.eval()
         curves = {}
         for split, (xs, ys) in {"train": (data["x_eval"], data["y_eval"]), "test": (data["xt"], data["yt"])}.items():

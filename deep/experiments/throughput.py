@@ -32,8 +32,15 @@ def _sync(dev: torch.device) -> None:
 
 
 def measure(model_name: str, shape: str, device: torch.device, *, conv: str = "aol", batch_size: int = 256,
-            batches: int = 10, warmup: int = 2, width: int | None = None, seed: int = 0) -> dict:
-    """Seconds per training step and epochs/s of ``model_name`` on random data of ``shape``."""
+            batches: int = 10, warmup: int = 2, width: int | None = None, seed: int = 0,
+            should_stop=None) -> dict | None:
+    """Seconds per training step and epochs/s of ``model_name`` on random data of ``shape``.
+
+    ``should_stop()`` (optional) is asked before every step; once it returns True the measurement
+    ends: with the steps timed so far if there are any (``batches_timed`` says how many), else
+    None."""
+    if should_stop is not None and not callable(should_stop):
+        raise TypeError(f"should_stop must be a callable returning bool, got {type(should_stop).__name__}")
     name = MODEL_ALIASES.get(model_name, model_name)
     if name not in models.MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(list(MODEL_ALIASES) + list(models.MODEL_NAMES))}; "
@@ -61,13 +68,25 @@ def measure(model_name: str, shape: str, device: torch.device, *, conv: str = "a
         loss.backward()
         opt.step()
 
+    def stop() -> bool:
+        return should_stop is not None and bool(should_stop())
+
     for _ in range(warmup):
+        if stop():
+            return None
         step()
     _sync(device)
     t0 = time.perf_counter()
+    timed = 0
     for _ in range(batches):
+        if stop():
+            break
         step()
+        timed += 1
     _sync(device)
+    if timed == 0:
+        return None
+    batches = timed
     sec = (time.perf_counter() - t0) / batches
     ex_per_s = batch_size / sec
     return {"model": name, "conv": conv if name == "lipschitz_convnet" else None, "shape": shape,
