@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from plumbing.validation import check_norm
 from theory.nn_certificate import certified_radius_1nn
-from theory.nn_exact import _region_distance, exact_1nn, robust_accuracy, robust_radius
+from theory.nn_exact import exact_1nn, robust_accuracy, robust_radius
+from theory.nn_exact_reference import _region_distance
 
 TOL = 1e-6  # radius / tie tolerance for data of scale <= 5 (module FEAS_TOL is 1e-8 * scale)
 
@@ -93,7 +94,7 @@ def test_pruning_equals_solving_every_candidate(norm):
     tx = rng.normal(size=(40, 5))
     ty = rng.integers(0, 3, size=40)
     q = rng.normal(size=(8, 5))
-    res = exact_1nn(q, tx, ty, norm, k_bound=1, k_init=1, k_add=1)
+    res = exact_1nn(q, tx, ty, norm, k_near=1, k_init=1, k_add=1)
     assert (res.n_solved < res.n_candidates).any()          # the bound did prune something
     for i, x in enumerate(q):
         d2 = ((tx - x) ** 2).sum(1)
