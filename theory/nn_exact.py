@@ -75,6 +75,7 @@ import numba
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog, nnls
+from threadpoolctl import threadpool_limits
 
 from plumbing.validation import check_array, check_int
 
@@ -164,8 +165,11 @@ def _check_box(box, dim, tx, q):
 # --------------------------------------------------------------------------- kernels
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _l1_block(Q, T, out):  # pragma: no cover - compiled
-    """out[b, j] = sum_k |Q[b, k] - T[j, k]| (float32), tiled over T for cache reuse."""
+def _l1_block(Q, T, DM, UM, out):  # pragma: no cover - compiled
+    """out[b, j] = sum_k DM[b,k] (Q[b,k] - T[j,k])_+ + UM[b,k] (T[j,k] - Q[b,k])_+ (float32),
+    tiled over T for cache reuse. With DM = UM = 1 this is the l1 distance; with the box masks
+    (DM[b,k] = 1 iff query b can move down along k, UM likewise up) it bounds the box-movable l1
+    norm of (s - z) through the query (triangle inequality per coordinate)."""
     B, d = Q.shape
     N = T.shape[0]
     tile = 64
@@ -177,7 +181,8 @@ def _l1_block(Q, T, out):  # pragma: no cover - compiled
             for j in range(t0, t1):
                 acc = np.float32(0.0)
                 for k in range(d):
-                    acc += abs(Q[b, k] - T[j, k])
+                    a = Q[b, k] - T[j, k]
+                    acc += DM[b, k] * max(a, np.float32(0.0)) + UM[b, k] * max(-a, np.float32(0.0))
                 out[b, j] = acc
 
 
@@ -192,9 +197,52 @@ def _l1_rows(R, v, out):  # pragma: no cover - compiled
         out[j] = acc
 
 
+@numba.njit(cache=True, fastmath=True)
+def _movable1(R, Z, DM, UM, out):  # pragma: no cover - compiled
+    """out[j, m] = sum_k DM[k] (a_k)_+ + UM[k] (-a_k)_+, a = R[j] - Z[m]: the l1 norm of the
+    half-space normal a over the coordinates along which a . d can still be decreased inside the
+    box (a_k > 0 needs d_k < 0: DM[k] = 1 iff x_k > lo_k; UM likewise)."""
+    nr, d = R.shape
+    nz = Z.shape[0]
+    for j in range(nr):
+        for m in range(nz):
+            acc = np.float32(0.0)
+            for k in range(d):
+                a = R[j, k] - Z[m, k]
+                acc += DM[k] * max(a, np.float32(0.0)) + UM[k] * max(-a, np.float32(0.0))
+            out[j, m] = acc
+
+
+@numba.njit(cache=True, fastmath=True)
+def _movable2(R, Z, DM, UM, out):  # pragma: no cover - compiled
+    """As :func:`_movable1` with squares: the squared l2 norm of the movable part of a."""
+    nr, d = R.shape
+    nz = Z.shape[0]
+    for j in range(nr):
+        for m in range(nz):
+            acc = np.float32(0.0)
+            for k in range(d):
+                a = R[j, k] - Z[m, k]
+                pa = max(a, np.float32(0.0))
+                na = max(-a, np.float32(0.0))
+                acc += DM[k] * pa * pa + UM[k] * na * na
+            out[j, m] = acc
+
+
+def _movable_pairs(R, Z, DM, UM, p, out):
+    (_movable1 if p == 1 else _movable2)(R, Z, DM, UM, out)
+
+
 def _l1_up(l1_f32, n1a, n1b, dim):
     """Rigorous upper bound on the exact float64 l1 distance from a float32 evaluation."""
     return l1_f32.astype(np.float64) * (1.0 + 2.0 * (dim + 2) * _U32) + 2.0 * _U32 * (n1a + n1b)
+
+
+def _l2_up(sq_f32, n2a, n2b, dim):
+    """Rigorous upper bound on a float64 l2 norm of a difference from a float32 sum of squares
+    (n2a, n2b: l2 norms of the two rows)."""
+    return (np.sqrt(sq_f32.astype(np.float64) * (1.0 + 2.0 * (dim + 2) * _U32))
+            + 2.0 * _U32 * (n2a + n2b))
 
 
 def _exact_sq(a: np.ndarray, b: np.ndarray) -> Fraction:
@@ -273,18 +321,20 @@ class _Index:
         self.dim = tx.shape[1]
         self.norm = norm
         self.gamma = 4.0 * (self.dim + 4) * _U
-        if norm == "inf":
-            self.T32 = self.T.astype(np.float32)
-            self.n1 = np.abs(self.T).sum(1)
         self.box = None
+        self.box_raw = box
         if box is not None:
             self.box = ((box[0] - self.mu) / self.sg, (box[1] - self.mu) / self.sg)
+        if norm == "inf" or box is not None:
+            self.T32 = self.T.astype(np.float32)
+            self.n1 = np.abs(self.T).sum(1)
+            self.n2 = np.sqrt(self.sq)
 
     def transform(self, q):
         return (q - self.mu) / self.sg
 
 
-def _stage_c(ix, x, g, z, s0, s1, sqx):
+def _stage_c(ix, x, g, z, s0, s1, sqx, down_ok=None, up_ok=None):
     """Bisectors of z against all same-label points: (bound, per-row bound, state)."""
     S = ix.T[s0:s1]
     sqS = ix.sq[s0:s1]
@@ -301,7 +351,18 @@ def _stage_c(ix, x, g, z, s0, s1, sqx):
     errh = ix.gamma * (sqS + sqz + 2.0 * math.sqrt(sqx) * (np.sqrt(sqS) + math.sqrt(sqz))) / nrm
     errh += ix.gamma * np.abs(h)
     viol0 = np.maximum(-h - errh, 0.0)                         # l2 distance to the half-space
-    if ix.norm == "inf":
+    if ix.box is not None:                     # only coordinates that can move inside the box
+        w = np.empty((s1 - s0, 1), dtype=np.float32)
+        p = 1 if ix.norm == "inf" else 2
+        _movable_pairs(ix.T32[s0:s1], ix.T32[z][None, :], down_ok, up_ok, p, w)
+        w = w[:, 0]
+        if p == 1:
+            wu = _l1_up(w, ix.n1[s0:s1], ix.n1[z], ix.dim)
+        else:
+            wu = _l2_up(w, ix.n2[s0:s1], ix.n2[z], ix.dim)
+        per = np.where(wu > 0, viol0 * nrm / np.where(wu > 0, wu, 1.0),
+                       np.where(viol0 > 0, np.inf, 0.0))
+    elif ix.norm == "inf":
         l1 = np.empty(s1 - s0, dtype=np.float32)
         _l1_rows(ix.T32[s0:s1], ix.T32[z], l1)
         l1u = _l1_up(l1, ix.n1[s0:s1], ix.n1[z], ix.dim)
@@ -322,25 +383,32 @@ def _solve_round(ix, st, x, k_add):
     A = (S[act] - zt) / st["nrm"][act, None]
     hh = st["h"][act] / sig
     box = ix.box
+    # coordinates on which no active row depends: d_k = 0 there is optimal (and inside the box,
+    # which contains x), so the program is solved on the support of the active rows only
+    cols = np.flatnonzero(np.any(A != 0.0, axis=0))
+    if ix.norm == "2" and box is not None and st["box_rows"]:
+        cols = np.union1d(cols, np.array([c for c, _ in st["box_rows"]]))
+    Ac = A[:, cols]
+    d = np.zeros(ix.dim)
     if ix.norm == "2":
         if box is not None and st["box_rows"]:
             cs = np.array([c for c, _ in st["box_rows"]])
             sg_ = np.array([s for _, s in st["box_rows"]], dtype=np.float64)
-            B = np.zeros((len(cs), ix.dim))
-            B[np.arange(len(cs)), cs] = sg_
+            B = np.zeros((len(cs), len(cols)))
+            B[np.arange(len(cs)), np.searchsorted(cols, cs)] = sg_
             hb = np.where(sg_ > 0, box[1][cs] - x[cs], x[cs] - box[0][cs]) / sig
-            A = np.vstack([A, B])
+            Ac = np.vstack([Ac, B])
             hh = np.concatenate([hh, hb])
-        dn = _ldp(A, hh)
+        dn = _ldp(Ac, hh)
         if dn is None:                      # cannot happen for points inside the box
             return math.inf, None, True
-        d = dn * sig
+        d[cols] = dn * sig
         val = float(math.sqrt(d @ d))
     else:
         lb = ub = None
         if box is not None:
-            lb, ub = (box[0] - x) / sig, (box[1] - x) / sig
-        d = _lp_inf(A, hh, lb, ub) * sig
+            lb, ub = (box[0][cols] - x[cols]) / sig, (box[1][cols] - x[cols]) / sig
+        d[cols] = _lp_inf(Ac, hh, lb, ub) * sig
         val = float(np.abs(d).max())
     tol = FEAS_TOL * sig
     viol = (S @ d - zt @ d) / st["nrm"] - st["h"]
@@ -363,7 +431,8 @@ def _solve_round(ix, st, x, k_add):
     return val, d, False
 
 
-def _search(ix, x, g, d2, lo2, hi2, l1row, s0, s1, sqx, k_near, k_init, k_add):
+def _search(ix, x, g, d2, lo2, hi2, l1row, s0, s1, sqx, k_near, k_init, k_add, down_ok=None,
+            up_ok=None):
     """Best-first search over the candidates of one query: (radius, d, z, lower_bound, n_solved)."""
     N = len(ix.y)
     Z = np.concatenate([np.arange(0, s0), np.arange(s1, N)])
@@ -372,8 +441,14 @@ def _search(ix, x, g, d2, lo2, hi2, l1row, s0, s1, sqx, k_near, k_init, k_add):
     if ix.norm == "2":
         bA = np.maximum(np.sqrt(lo2[Z]) - math.sqrt(a2_hi), 0.0) / 2.0
     else:
+        # l1row: box-movable l1 from the query (plain l1 without a box), see _l1_block
         l1u = _l1_up(l1row[Z], ix.n1[Z], 0.0, ix.dim)
-        l1s = float(_l1_up(l1row[sn:sn + 1], ix.n1[sn:sn + 1], 0.0, ix.dim)[0])
+        if ix.box is None:
+            l1s = float(_l1_up(l1row[sn:sn + 1], ix.n1[sn:sn + 1], 0.0, ix.dim)[0])
+        else:   # box-movable part of (s_0 - x): a_k > 0 needs a decrease of x_k, and so on
+            a = ix.T[sn] - x
+            l1s = float(down_ok @ np.maximum(a, 0.0) + up_ok @ np.maximum(-a, 0.0))
+            l1s = l1s * (1.0 + 4.0 * (ix.dim + 2) * _U)
         # the query's own l1 norm enters the rounding bound of both terms
         l1u = l1u + 2.0 * _U32 * float(np.abs(x).sum())
         l1s = l1s + 2.0 * _U32 * float(np.abs(x).sum())
@@ -384,30 +459,35 @@ def _search(ix, x, g, d2, lo2, hi2, l1row, s0, s1, sqx, k_near, k_init, k_add):
     first = min(64, len(Z))
     if first < len(Z):
         part = np.argpartition(bA, first)
-        pool = [part[:first], None]                            # None: sort the rest when needed
-        rest = part[first:]
+        pending, rest = part[:first], part[first:]
         nextA = float(bA[part[first]])
     else:
-        pool, rest, nextA = [np.arange(len(Z)), None], None, math.inf
+        pending, rest, nextA = np.arange(len(Z)), np.arange(0), math.inf
     heap = []
     cnt = 0
     lower = math.inf
     n_solved = 0
-    sorted_rest = None
-    rest_pos = 0
-    pending = pool[0]
 
     def expand(block):
         nonlocal cnt
         zb = Z[block]
-        if ix.norm == "2":
+        if ix.box is not None:
+            w = np.empty((len(near), len(zb)), dtype=np.float32)
+            p = 1 if ix.norm == "inf" else 2
+            _movable_pairs(ix.T32[near], ix.T32[zb], down_ok, up_ok, p, w)
+            if p == 1:
+                den = 2.0 * _l1_up(w, ix.n1[near][:, None], ix.n1[zb][None, :], ix.dim)
+            else:
+                den = 2.0 * _l2_up(w, ix.n2[near][:, None], ix.n2[zb][None, :], ix.dim)
+        elif ix.norm == "2":
             P = ix.T[near] @ ix.T[zb].T
             n2 = ix.sq[near][:, None] + ix.sq[zb][None, :] - 2.0 * P
             en = ix.gamma * (ix.sq[near][:, None] + ix.sq[zb][None, :])
             den = 2.0 * np.sqrt(np.maximum(n2 + en, 0.0))
         else:
             l1 = np.empty((len(near), len(zb)), dtype=np.float32)
-            _l1_block(ix.T32[near], ix.T32[zb], l1)
+            ones = np.ones((len(near), ix.dim), dtype=np.float32)
+            _l1_block(ix.T32[near], ix.T32[zb], ones, ones, l1)
             den = 2.0 * _l1_up(l1, ix.n1[near][:, None], ix.n1[zb][None, :], ix.dim)
         num = np.maximum(lo2[zb][None, :] - hi2[near][:, None], 0.0)
         b = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0).max(0)
@@ -420,17 +500,19 @@ def _search(ix, x, g, d2, lo2, hi2, l1row, s0, s1, sqx, k_near, k_init, k_add):
     while True:
         top = heap[0][0] if heap else math.inf
         if nextA <= top and nextA < math.inf:
-            if sorted_rest is None:
-                sorted_rest = rest[np.argsort(bA[rest], kind="stable")]
-            blk = sorted_rest[rest_pos:rest_pos + 256]
-            rest_pos += len(blk)
+            size = min(256, len(rest))
+            if size < len(rest):
+                part = np.argpartition(bA[rest], size)
+                blk, rest = rest[part[:size]], rest[part[size:]]
+                nextA = float(bA[rest].min())
+            else:
+                blk, rest, nextA = rest, rest[:0], math.inf
             expand(blk)
-            nextA = float(bA[sorted_rest[rest_pos]]) if rest_pos < len(sorted_rest) else math.inf
             continue
         bound, _, kind, item = heapq.heappop(heap)
         if kind == 0:                                         # stage C
             z = item
-            per, nrm, h, live = _stage_c(ix, x, g, z, s0, s1, sqx)
+            per, nrm, h, live = _stage_c(ix, x, g, z, s0, s1, sqx, down_ok, up_ok)
             bC = float(per.max()) if per.size else 0.0
             lower = min(lower, bC)
             active = np.zeros(s1 - s0, dtype=bool)
@@ -485,9 +567,19 @@ def _predict(ix, q_raw, lo2, hi2):
     return pred, True, int(other)
 
 
+def build_index(train_x, train_y, norm="2", box=None):
+    """The prepared training set (sorted by label, centred, scaled) for repeated calls of
+    :func:`exact_1nn` on the same training set, norm and box (pass it as ``index``)."""
+    norm = check_norm("norm", norm)
+    q, tx, ty = _prepare(np.zeros((0, np.asarray(train_x).reshape(len(train_x), -1).shape[1])),
+                         train_x, train_y)
+    bx = _check_box(box, tx.shape[1], tx, q)
+    return _Index(tx, ty, norm, bx)
+
+
 def exact_1nn(queries, train_x, train_y, norm="2", *, box=None, labels=None, method: str = "fast",
               chunk: int = 128, k_near: int = 16, k_init: int = 8, k_add: int = 16,
-              progress=None, **reference_kwargs) -> ExactRadiusResult:
+              progress=None, index=None, **reference_kwargs) -> ExactRadiusResult:
     """Exact robust radii of the l2-metric 1-NN classifier for each query (module docstring).
 
     ``norm``: perturbation norm, "2" or "inf" (also 2, float("inf")). ``box``: None (unconstrained
@@ -497,8 +589,9 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, box=None, labels=None, met
     (it is not robustly correct at any radius). ``chunk``: queries per bulk BLAS product;
     ``k_near``, ``k_init``, ``k_add``: bisectors in the block bound, in the first restricted problem,
     added per cutting-plane round (performance only: the radius does not depend on them).
-    ``progress``: optional callable advanced by one per query. ``method="reference"``: the
-    previous one-query-at-a-time implementation (no box, no labels)."""
+    ``progress``: optional callable advanced by one per query. ``index``: the result of
+    :func:`build_index` for the same training set, norm and box (saves the preparation).
+    ``method="reference"``: the previous one-query-at-a-time implementation (no box, no labels)."""
     norm = check_norm("norm", norm)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -517,15 +610,29 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, box=None, labels=None, met
     k_near = check_int("k_near", k_near, min_value=1)
     k_init = check_int("k_init", k_init, min_value=1)
     k_add = check_int("k_add", k_add, min_value=1)
-    q, tx, ty = _prepare(queries, train_x, train_y)
+    if index is not None:
+        if not isinstance(index, _Index):
+            raise TypeError("index must come from build_index")
+        n_tr = len(train_x)
+        if index.norm != norm or len(index.y) != n_tr:
+            raise ValueError("index was built for another norm or training set")
+        q, tx, ty = _prepare(queries, index.raw[:1], index.y[:1])
+        bx = _check_box(box, q.shape[1], tx[:0], q)
+        same = (bx is None) == (index.box_raw is None) and (
+            bx is None or (np.array_equal(bx[0], index.box_raw[0])
+                           and np.array_equal(bx[1], index.box_raw[1])))
+        if not same:
+            raise ValueError("index was built for another box")
+    else:
+        q, tx, ty = _prepare(queries, train_x, train_y)
+        bx = _check_box(box, q.shape[1], tx, q)
     nq, dim = q.shape
-    bx = _check_box(box, dim, tx, q)
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (nq,) or labels.dtype.kind not in "iu":
             raise ValueError(f"labels must be None or {nq} integer labels (one per query), "
                              f"got shape {labels.shape} dtype {labels.dtype}")
-    ix = _Index(tx, ty, norm, bx)
+    ix = index if index is not None else _Index(tx, ty, norm, bx)
     pred = np.empty(nq, dtype=np.int64)
     radius = np.full(nq, np.inf)
     adv = np.full((nq, dim), np.nan)
@@ -545,7 +652,23 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, box=None, labels=None, met
         L1 = None
         if norm == "inf" and len(ix.labels) > 1:
             L1 = np.empty((len(Q), N), dtype=np.float32)
-            _l1_block(Q.astype(np.float32), ix.T32, L1)
+            if bx is None:
+                DM = UM = np.ones(Q.shape, dtype=np.float32)
+            else:
+                qc = q[c0:c0 + chunk]
+                DM, UM = (qc > bx[0]).astype(np.float32), (qc < bx[1]).astype(np.float32)
+            _l1_block(Q.astype(np.float32), ix.T32, DM, UM, L1)
+        with threadpool_limits(limits=1, user_api="blas"):   # small products: threads only hurt
+            _chunk_queries(ix, q, Q, G, D2, E, L1, sqq, c0, labels, pred, radius, adv, target, lower,
+                           half_gap, n_solved, n_cand, status, k_near, k_init, k_add, progress)
+    return ExactRadiusResult(norm, pred, radius, adv, target, lower, half_gap, n_solved, n_cand,
+                             status, None if bx is None else (bx[0], bx[1]))
+
+
+def _chunk_queries(ix, q, Q, G, D2, E, L1, sqq, c0, labels, pred, radius, adv, target, lower,
+                   half_gap, n_solved, n_cand, status, k_near, k_init, k_add, progress):
+    N = len(ix.y)
+    if True:
         for b in range(len(Q)):
             i = c0 + b
             x = Q[b]
@@ -575,9 +698,13 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, box=None, labels=None, met
                     radius[i], adv[i], lower[i] = 0.0, q[i], 0.0
                     target[i] = int(ix.order[other])
                 else:
+                    dok = uok = None
+                    if ix.box is not None:
+                        dok = (q[i] > ix.box_raw[0]).astype(np.float32)
+                        uok = (q[i] < ix.box_raw[1]).astype(np.float32)
                     val, d, z, lb, ns = _search(ix, x, G[b], d2, lo2, hi2,
                                                 None if L1 is None else L1[b], s0, s1,
-                                                float(sqq[b]), k_near, k_init, k_add)
+                                                float(sqq[b]), k_near, k_init, k_add, dok, uok)
                     radius[i] = val * ix.sg
                     adv[i] = q[i] + d * ix.sg
                     target[i] = int(ix.order[z])
@@ -585,8 +712,6 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, box=None, labels=None, met
                     n_solved[i] = ns
             if progress is not None:
                 progress(1)
-    return ExactRadiusResult(norm, pred, radius, adv, target, lower, half_gap, n_solved, n_cand,
-                             status, None if bx is None else (bx[0], bx[1]))
 
 
 def robust_radius(queries, train_x, train_y, norm="2", box=None, *,
