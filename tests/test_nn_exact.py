@@ -35,10 +35,11 @@ def pnorm(v, norm):
 
 # --------------------------------------------------------------------------- brute force in 2-D
 
-def brute_force_2d(x, tx, ty, norm):
-    """Exhaustive candidate enumeration: the distance from x to each polygon P_z is attained at x
-    (if inside), at a vertex (intersection of two bisectors), at the projection onto a bisector
-    (l2) or at a point of a bisector on a diagonal through x (l-inf, where the max switches)."""
+def brute_force_2d(x, tx, ty, norm, box=None):
+    """Exhaustive candidate enumeration: the distance from x to each polygon P_z (intersected with
+    the box [lo, hi]^2 when given) is attained at x (if inside), at a vertex (intersection of two
+    bisectors or box edges), at the projection onto a bisector (l2) or at a point of a bisector on
+    a diagonal through x (l-inf, where the max switches)."""
     pred, _ = predict(x, tx, ty)
     y = pred[0]
     S = tx[ty == y]
@@ -48,6 +49,10 @@ def brute_force_2d(x, tx, ty, norm):
         b = (S * S).sum(1) - z @ z
         keep = np.abs(A).sum(1) > 0
         A, b = A[keep], b[keep]
+        if box is not None:
+            lo, hi = box
+            A = np.vstack([A, [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]])
+            b = np.concatenate([b, [hi, hi, -lo, -lo]])
 
         def feasible(p):
             return np.all(A @ p - b <= 1e-9 * (1 + np.abs(b)))
