@@ -72,6 +72,7 @@ class Config:
     data_root: str | None = None
     n_train: int | None = None          # None: the full training set
     n_test: int | None = None           # None: the full test set
+    first_test: int | None = None       # the first K test points (a prefix of the full run)
     norms: list = field(default_factory=lambda: ["inf", "2"])
     box: bool = True
     seed: int = 0
@@ -85,6 +86,10 @@ class Config:
             self.n_train = check_int("n_train", self.n_train, min_value=2)
         if self.n_test is not None:
             self.n_test = check_int("n_test", self.n_test, min_value=1)
+        if self.first_test is not None:
+            self.first_test = check_int("first_test", self.first_test, min_value=1)
+            if self.n_test is not None:
+                raise ValueError("first_test and n_test exclude each other")
         self.seed = check_int("seed", self.seed, min_value=0)
         self.chunk = check_int("chunk", self.chunk, min_value=1, max_value=4096)
         self.norms = [check_norm("norm", v) for v in self.norms]
@@ -93,11 +98,12 @@ class Config:
 
     @property
     def reduced(self) -> bool:
-        return self.n_train is not None or self.n_test is not None
+        return self.n_train is not None or self.n_test is not None or self.first_test is not None
 
     def stem(self, norm: str) -> str:
-        return (f"{self.dataset}_{'l2' if norm == '2' else 'inf'}_{'box' if self.box else 'nobox'}"
-                f"{'_reduced' if self.reduced else ''}")
+        tail = (f"_first{self.first_test}" if self.first_test is not None and self.n_train is None
+                else "_reduced" if self.reduced else "")
+        return f"{self.dataset}_{'l2' if norm == '2' else 'inf'}_{'box' if self.box else 'nobox'}{tail}"
 
     def paths(self, norm: str) -> tuple[Path, Path, Path]:
         base = Path(self.out) / self.stem(norm)
@@ -105,8 +111,9 @@ class Config:
 
     def settings(self, norm: str) -> dict:
         d = asdict(self)
-        for k in ("data_root", "out", "force", "norms", "chunk"):
-            d.pop(k)
+        for k in ("data_root", "out", "force", "norms", "chunk", "first_test"):
+            d.pop(k)    # a first-K run reuses the chunks of the full run's checkpoint (a chunk
+        # stored under its first index is reused only when its length matches, see _radii)
         d["norm"] = norm
         return d
 
@@ -132,6 +139,8 @@ def load(cfg: Config):
     rng = np.random.default_rng(cfg.seed)
     itr = np.arange(len(xtr)) if cfg.n_train is None else np.sort(rng.choice(len(xtr), cfg.n_train, replace=False))
     ite = np.arange(len(xte)) if cfg.n_test is None else np.sort(rng.choice(len(xte), cfg.n_test, replace=False))
+    if cfg.first_test is not None:
+        ite = ite[:cfg.first_test]
     xtr = np.asarray(xtr)[itr].reshape(len(itr), -1)
     xte = np.asarray(xte)[ite].reshape(len(ite), -1)
     if xtr.dtype != np.uint8 or xte.dtype != np.uint8:
@@ -154,6 +163,8 @@ def _radii(cfg, norm, xtr, ytr, xte, yte, ckpt):
     for c0 in range(0, n, cfg.chunk):
         key = str(c0)
         rec = ckpt.get(key)
+        if rec is not None and len(rec.get("radius", ())) != min(cfg.chunk, n - c0):
+            rec = None             # written with another --chunk: the key names another range
         if rec is None:
             tb = time.perf_counter()
             if index is None:
@@ -232,8 +243,10 @@ def run(cfg: Config) -> dict:
             "box": [0.0, 1.0] if cfg.box else None,
             "n_train": int(len(xtr)), "n_test": int(len(xte)), "dim": dim,
             "reduced": cfg.reduced,
-            "reduced_note": ("seeded random subset (n_train/n_test), not the full data set"
-                             if cfg.reduced else None),
+            "reduced_note": (None if not cfg.reduced else
+                             f"the first {cfg.first_test} test points only, not the full test set"
+                             if cfg.first_test is not None and cfg.n_train is None and cfg.n_test is None
+                             else "seeded random subset (n_train/n_test), not the full data set"),
             "pixel_scale": "[0, 1] (uint8 / 255)",
             "classifier": "1-NN, l2 metric, lowest label on exact ties",
             "robustness_rule": "robust at eps iff correct and exact radius > eps (a tie within eps "
@@ -303,6 +316,8 @@ def main(argv=None) -> int:
                     help="seeded random training subset (default: the full training set)")
     ap.add_argument("--n-test", type=int_sci(1, "--n-test"), default=None,
                     help="seeded random test subset (default: the full test set)")
+    ap.add_argument("--first-test", type=int_sci(1, "--first-test"), default=None,
+                    help="only the first K test points (reduced; reuses a full run's checkpoint)")
     ap.add_argument("--seed", type=int_sci(0, "--seed"), default=0, help="subset seed, >= 0")
     ap.add_argument("--chunk", type=int_sci(1, "--chunk", 4096), default=256,
                     help="test points per checkpoint")
@@ -312,7 +327,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     norms = ["inf", "2"] if args.norm == "both" else [args.norm]
     cfg = Config(dataset=args.dataset, data_root=args.data_root, n_train=args.n_train,
-                 n_test=args.n_test, norms=norms, box=args.box, seed=args.seed, chunk=args.chunk,
+                 n_test=args.n_test, first_test=args.first_test, norms=norms, box=args.box,
+                 seed=args.seed, chunk=args.chunk,
                  out=args.out, force=args.force)
     check_outputs(cfg)
     out = run(cfg)
