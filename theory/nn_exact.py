@@ -276,8 +276,9 @@ def _ldp(A: np.ndarray, h: np.ndarray):
     return cands[int(np.argmin(viol))]
 
 
-def _lp_inf(A: np.ndarray, h: np.ndarray, lb=None, ub=None) -> np.ndarray:
-    """min ||d||_inf s.t. A d <= h (and lb <= d <= ub), an LP in (d, t) solved by HiGHS."""
+def _lp_inf_linprog(A: np.ndarray, h: np.ndarray, lb=None, ub=None) -> np.ndarray:
+    """min ||d||_inf s.t. A d <= h (and lb <= d <= ub), an LP in (d, t) solved by HiGHS through
+    ``scipy.optimize.linprog``."""
     m, dim = A.shape
     eye = sparse.identity(dim, format="csr")
     col = sparse.csr_matrix(-np.ones((dim, 1)))
@@ -296,6 +297,50 @@ def _lp_inf(A: np.ndarray, h: np.ndarray, lb=None, ub=None) -> np.ndarray:
     if res.status != 0:
         raise RuntimeError(f"linprog (HiGHS) failed: {res.message}")
     return np.asarray(res.x[:dim])
+
+
+try:   # the HiGHS object that scipy ships (same solver as linprog, without its conversions)
+    from scipy.optimize._highspy import _core as _hc
+    _HIGHS_DIRECT = hasattr(_hc, "_Highs")
+except ImportError:  # pragma: no cover - other scipy versions: linprog
+    _HIGHS_DIRECT = False
+
+
+def _lp_inf(A: np.ndarray, h: np.ndarray, lb=None, ub=None) -> np.ndarray:
+    """min ||d||_inf s.t. A d <= h (and lb <= d <= ub): the LP min t s.t. A d <= h,
+    d_k - t <= 0, -d_k - t <= 0, solved by HiGHS (scipy's bundled HiGHS object when available,
+    else ``scipy.optimize.linprog``; the same solver and tolerances either way)."""
+    if not _HIGHS_DIRECT:
+        return _lp_inf_linprog(A, h, lb, ub)
+    m, dim = A.shape
+    inf = _hc.kHighsInf
+    H = _hc._Highs()
+    H.setOptionValue("output_flag", False)
+    H.setOptionValue("primal_feasibility_tolerance", _HIGHS_TOL)
+    H.setOptionValue("dual_feasibility_tolerance", _HIGHS_TOL)
+    lo = np.full(dim, -inf) if lb is None else np.asarray(lb, dtype=np.float64)
+    up = np.full(dim, inf) if ub is None else np.asarray(ub, dtype=np.float64)
+    H.addVars(dim + 1, np.append(lo, 0.0), np.append(up, inf))
+    H.changeColCost(dim, 1.0)
+    k = np.arange(dim, dtype=np.int32)
+    idx = np.empty(4 * dim, dtype=np.int32)
+    val = np.empty(4 * dim)
+    idx[0::2] = np.concatenate([k, k])
+    idx[1::2] = dim
+    val[0::2] = np.concatenate([np.ones(dim), -np.ones(dim)])
+    val[1::2] = -1.0
+    H.addRows(2 * dim, np.full(2 * dim, -inf), np.zeros(2 * dim), 4 * dim,
+              np.arange(0, 4 * dim, 2, dtype=np.int32), idx, val)
+    nz = A != 0.0
+    cnt = nz.sum(1)
+    starts = np.concatenate([[0], np.cumsum(cnt)[:-1]]).astype(np.int32)
+    cols = np.nonzero(nz)[1].astype(np.int32)
+    H.addRows(m, np.full(m, -inf), np.asarray(h, dtype=np.float64), int(cnt.sum()), starts, cols,
+              A[nz])
+    H.run()
+    if H.getModelStatus() != _hc.HighsModelStatus.kOptimal:
+        return _lp_inf_linprog(A, h, lb, ub)
+    return np.asarray(H.getSolution().col_value[:dim])
 
 
 # --------------------------------------------------------------------------- the index
