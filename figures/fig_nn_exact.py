@@ -15,10 +15,13 @@ def _load(dataset: str, norm: str, box: bool):
     from paper_checks.registry import RESULTS_DIR, load_result
 
     stem = f"nn_exact/{dataset}_{'l2' if norm == '2' else 'inf'}_{'box' if box else 'nobox'}"
-    try:
-        meta = load_result(stem + ".json")
-    except Exception:
-        return None
+    if not (RESULTS_DIR / (stem + ".json")).is_file():
+        # a run on the first K test points only (prefix of the full run), labelled as such
+        firsts = sorted((RESULTS_DIR / "nn_exact").glob(Path(stem).name + "_first*.json"))
+        if not firsts:
+            return None
+        stem = f"nn_exact/{firsts[-1].stem}"
+    meta = load_result(stem + ".json")
     z = np.load(RESULTS_DIR / (stem + ".npz"))
     return meta, {k: z[k] for k in z.files}
 
@@ -38,7 +41,7 @@ def make(out_dir: Path) -> Path:
         raise NeedsData("no results/nn_exact/mnist_*.json; run python -m simulate.nn_exact_robustness")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.8 * len(panels), 4.2), squeeze=False)
     for ax, (norm, runs) in zip(axes[0], panels):
-        meta0, z0 = next(v for v in runs.values() if v is not None)
+        meta0, z0 = next(v for v in (runs[False], runs[True]) if v is not None)
         r2 = meta0["r_over_2"]
         hi = 0.45 if norm == "inf" else 3.0
         grid = np.linspace(0, hi, 400)
@@ -53,8 +56,9 @@ def make(out_dir: Path) -> Path:
                 continue
             meta, z = runs[box]
             c = z["prediction"] == z["label"]
+            part = (f" (first {meta['n_test']} test points only)" if meta.get("reduced") else "")
             ax.plot(grid, curve(z["radius"], c), style, lw=2,
-                    label=f"exact, {'box [0,1]' if box else 'no box'}")
+                    label=f"exact, {'box [0,1]' if box else 'no box'}{part}")
         hg = z0["half_gap_l2"] if norm == "2" else z0["half_gap_l2"] / np.sqrt(dim)
         lb = runs[False][1]["bisector_lower_bound"] if runs[False] is not None else z0["bisector_lower_bound"]
         ax.plot(grid, curve(lb, correct), ":", label="bisector bound (lower, any threat model)")

@@ -34,7 +34,7 @@ import io
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +107,9 @@ class Config:
 
     def paths(self, norm: str) -> tuple[Path, Path, Path]:
         base = Path(self.out) / self.stem(norm)
-        return base.with_suffix(".json"), base.with_suffix(".npz"), Path(str(base) + ".json.ckpt")
+        # a first-K run reads (and keeps) the checkpoint of the run over the whole test set
+        full = Path(self.out) / replace(self, first_test=None).stem(norm)
+        return base.with_suffix(".json"), base.with_suffix(".npz"), Path(str(full) + ".json.ckpt")
 
     def settings(self, norm: str) -> dict:
         d = asdict(self)
@@ -277,7 +279,8 @@ def run(cfg: Config) -> dict:
                             status=status, test_train_separation=ts)
         atomic_write_bytes(npz, buf.getvalue())
         atomic_write_json(js, res)
-        ckpt.done()
+        if cfg.first_test is None:
+            ckpt.done()
         out[norm] = res
     return out
 

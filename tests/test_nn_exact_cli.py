@@ -105,3 +105,27 @@ def test_nn_covering_exact_columns(capsys):
     row = [ln for ln in out.splitlines() if ln.strip().startswith("1 ")][0].split()
     lb, exact = float(row[-2]), float(row[-1])
     assert 0 <= lb <= exact <= 1
+
+
+def test_first_test_reuses_the_checkpoint_of_a_longer_run(mnist_root, tmp_path, monkeypatch):
+    argv = ["--data-root", str(mnist_root), "--n-train", "300", "--chunk", "4", "--norm", "inf",
+            "--no-box", "--out", str(tmp_path)]
+    real = cmd.exact_1nn
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(cmd, "exact_1nn", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        cmd.main(argv)                    # the full test set, interrupted after two chunks
+    calls["n"] = -10
+    assert cmd.main(argv + ["--first-test", "8"]) == 0
+    assert calls["n"] == -10              # both chunks came from the checkpoint
+    data = json.loads((tmp_path / "mnist_inf_nobox_reduced.json").read_text())
+    assert data["n_test"] == 8 and data["reduced"]
+    assert cmd.main(argv + ["--first-test", "6", "--force"]) == 0
+    assert calls["n"] == -9               # the second chunk has another length: recomputed
