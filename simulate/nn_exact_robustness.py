@@ -288,7 +288,8 @@ def run(cfg: Config) -> dict:
 def print_report(out: dict) -> None:
     for norm, r in out.items():
         print(f"{r['dataset']} n_train={r['n_train']} n_test={r['n_test']}"
-              f"{' (REDUCED subset)' if r['reduced'] else ''}; threat model: {r['threat_model']}")
+              f"{' (REDUCED: ' + r['reduced_note'] + ')' if r['reduced'] else ''}; threat model: "
+              f"{r['threat_model']}")
         print(f"  {r['data_fidelity']['dataset'] if 'data_fidelity' in r else ''} approximate="
               f"{r['approximate']} checksum_match={r['checksum_match']}")
         print(f"  r/2 (train-train separation / 2, l{norm}) = {r['r_over_2']:.4f}; clean accuracy "
