@@ -78,5 +78,5 @@ def make(out_dir: Path) -> Path:
         ax.set_ylim(0, 1.02)
         ax.set_title(f"MNIST {meta0['n_test']} test x {meta0['n_train']} train: "
                      f"l{'-inf' if norm == 'inf' else '2'} perturbations", fontsize=8)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="lower left")
     return save_png(fig, out_dir, "nn_exact_mnist")
