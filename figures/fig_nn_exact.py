@@ -1,6 +1,7 @@
-"""Exact robust accuracy of l2-metric 1-NN on an MNIST subset against the radius, beside the two
-lower bounds and the r-separation promise (results/nn_exact_mnist.json from
-``python -m simulate.nn_exact_robustness``)."""
+"""Exact robust accuracy of the l2-metric 1-NN on the full MNIST test set against the radius, in
+both threat models (pixel box [0, 1] and unconstrained), beside the half-gap and single-bisector
+lower bounds and the r-separation promise (results/nn_exact/mnist_{inf,l2}_{box,nobox}.json + .npz
+from ``python -m simulate.nn_exact_robustness --dataset mnist``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,43 +11,72 @@ import numpy as np
 from .registry import figure, save_png
 
 
-@figure("nn_exact_mnist", "MNIST subset: 1-NN (l2 metric) robust accuracy vs radius, exact vs "
-        "half-gap and bisector lower bounds, and the fraction covered by test-train separation "
-        "(> 2 eps), with r/2 of the training subset", paper_ref="YRZSC Sec. 3, Thm 4.2; P&L Sec. 8")
+def _load(dataset: str, norm: str, box: bool):
+    from paper_checks.registry import RESULTS_DIR, load_result
+
+    stem = f"nn_exact/{dataset}_{'l2' if norm == '2' else 'inf'}_{'box' if box else 'nobox'}"
+    if not (RESULTS_DIR / (stem + ".json")).is_file():
+        # a run on the first K test points only (prefix of the full run), labelled as such
+        firsts = sorted((RESULTS_DIR / "nn_exact").glob(Path(stem).name + "_first*.json"))
+        if not firsts:
+            return None
+        stem = f"nn_exact/{firsts[-1].stem}"
+    meta = load_result(stem + ".json")
+    z = np.load(RESULTS_DIR / (stem + ".npz"))
+    return meta, {k: z[k] for k in z.files}
+
+
+@figure("nn_exact_mnist", "Full MNIST: 1-NN (l2 metric) exact robust accuracy vs radius in the box "
+        "[0, 1] and unconstrained, half-gap and bisector lower bounds, fraction covered by "
+        "test-train separation (> 2 eps), r/2 of the training set",
+        paper_ref="YRZSC Sec. 3, Thm 4.2; P&L Thm 2, Sec. 8")
 def make(out_dir: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from paper_checks.registry import load_result
+    from paper_checks.registry import NeedsData
 
-    data = load_result("nn_exact_mnist.json")
-    norms = list(data["norms"])
-    fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4), squeeze=False)
-    for ax, norm in zip(axes[0], norms):
-        blk = data["norms"][norm]
-        correct = np.array(blk["correct"], dtype=bool)
-        r_over_2 = blk["r_train_train"] / 2
-        hi = max(r_over_2 * 1.15, max(e["eps"] for e in blk["rows"]) * 1.3)
-        grid = np.linspace(0, hi, 300)
+    panels = [(n, {b: _load("mnist", n, b) for b in (True, False)}) for n in ("inf", "2")]
+    panels = [(n, d) for n, d in panels if any(v is not None for v in d.values())]
+    if not panels:
+        raise NeedsData("no results/nn_exact/mnist_*.json; run python -m simulate.nn_exact_robustness")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.8 * len(panels), 4.2), squeeze=False)
+    for ax, (norm, runs) in zip(axes[0], panels):
+        meta0, z0 = next(v for v in (runs[False], runs[True]) if v is not None)
+        r2 = meta0["r_over_2"]
+        hi = 0.45 if norm == "inf" else 3.0
+        grid = np.linspace(0, hi, 400)
+        correct = z0["prediction"] == z0["label"]
+        dim = meta0["dim"]
 
-        def curve(rad):
-            rad = np.array([np.inf if v in (None, "inf") else v for v in rad], dtype=float)
-            return [(correct & (rad > e)).mean() for e in grid]
+        def curve(rad, corr):
+            return [(corr & (rad > e)).mean() for e in grid]
 
-        ts = np.array(blk["test_train_separation"], dtype=float)
-        ax.plot(grid, curve(blk["radius"]), lw=2, label="exact (QP/LP)")
-        ax.plot(grid, curve(blk["lower_bound"]), "--", label="bisector bound (lower)")
-        ax.plot(grid, curve(blk["half_gap"]), ":", label="half-gap certificate (lower)")
-        ax.plot(grid, [(ts > 2 * e).mean() for e in grid], "-.", label="separation covers (d_other > 2 eps)")
-        ax.axvline(r_over_2, color="grey", lw=1)
-        ax.text(r_over_2, 0.02, f" r/2 = {r_over_2:.3f}", fontsize=7)
-        for row in blk["rows"]:
-            ax.plot([row["eps"]], [row["exact_robust_accuracy"]], "ko", ms=4)
-            ax.annotate(f"{row['exact_robust_accuracy']:.3f}", (row["eps"], row["exact_robust_accuracy"]),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for box, style in ((True, "-"), (False, "--")):
+            if runs[box] is None:
+                continue
+            meta, z = runs[box]
+            c = z["prediction"] == z["label"]
+            part = (f" (first {meta['n_test']} test points only)" if meta.get("reduced") else "")
+            ax.plot(grid, curve(z["radius"], c), style, lw=2,
+                    label=f"exact, {'box [0,1]' if box else 'no box'}{part}")
+        hg = z0["half_gap_l2"] if norm == "2" else z0["half_gap_l2"] / np.sqrt(dim)
+        lb = runs[False][1]["bisector_lower_bound"] if runs[False] is not None else z0["bisector_lower_bound"]
+        ax.plot(grid, curve(lb, correct), ":", label="bisector bound (lower, any threat model)")
+        ax.plot(grid, curve(hg, correct), "-.", lw=1, label="half-gap certificate (lower)")
+        ts = z0["test_train_separation"]
+        ax.plot(grid, [(ts > 2 * e).mean() for e in grid], color="grey", lw=1,
+                label="separation covers (d_other > 2 eps)")
+        if r2 <= hi:
+            ax.axvline(r2, color="grey", lw=1, ls="--")
+            ax.text(r2, 0.03, f" r/2 = {r2:.3f}", fontsize=7)
+        else:
+            ax.text(hi * 0.55, 0.03, f"r/2 = {r2:.3f} (off the axis)", fontsize=7)
+        for row in meta0["paper_radii"]:
+            ax.axvline(row["eps"], color="k", lw=0.5, alpha=0.4)
         ax.set_xlabel(f"l{'-inf' if norm == 'inf' else '2'} radius eps (pixels in [0, 1])")
         ax.set_ylabel("robust accuracy")
         ax.set_ylim(0, 1.02)
-        ax.set_title(f"{data['dataset']} subset n_train={data['n_train']}, n_test={data['n_test']}: "
-                     f"l{norm} perturbations", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_title(f"MNIST {meta0['n_test']} test x {meta0['n_train']} train: "
+                     f"l{'-inf' if norm == 'inf' else '2'} perturbations", fontsize=8)
+        ax.legend(fontsize=7, loc="lower left")
     return save_png(fig, out_dir, "nn_exact_mnist")

@@ -85,7 +85,7 @@ OUTPUT_CASES = [
     ("simulate.nn_distance_scaling", ["--json", "UNDER"], "--json"),
     ("simulate.distance_classifier", ["--json", "DIR"], "--json"),
     ("simulate.staircase", ["--json", "UNDER"], "--json"),
-    ("simulate.nn_exact_robustness", ["--json", "DIR"], "--json"),
+    ("simulate.nn_exact_robustness", ["--out", "FILE"], "--out"),
     ("simulate.separation", ["--dataset", "mnist", "--hist", "UNDER"], "--hist"),
     ("simulate.separation", ["--dataset", "mnist", "--json", "DIR"], "--json"),
     ("deep.scaling_law", ["--tiny", "--out", "FILE"], "--out"),

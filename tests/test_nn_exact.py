@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from plumbing.validation import check_norm
 from theory.nn_certificate import certified_radius_1nn
-from theory.nn_exact import _region_distance, exact_1nn, robust_accuracy, robust_radius
+from theory.nn_exact import exact_1nn, robust_accuracy, robust_radius
+from theory.nn_exact_reference import _region_distance
 
 TOL = 1e-6  # radius / tie tolerance for data of scale <= 5 (module FEAS_TOL is 1e-8 * scale)
 
@@ -34,10 +35,11 @@ def pnorm(v, norm):
 
 # --------------------------------------------------------------------------- brute force in 2-D
 
-def brute_force_2d(x, tx, ty, norm):
-    """Exhaustive candidate enumeration: the distance from x to each polygon P_z is attained at x
-    (if inside), at a vertex (intersection of two bisectors), at the projection onto a bisector
-    (l2) or at a point of a bisector on a diagonal through x (l-inf, where the max switches)."""
+def brute_force_2d(x, tx, ty, norm, box=None):
+    """Exhaustive candidate enumeration: the distance from x to each polygon P_z (intersected with
+    the box [lo, hi]^2 when given) is attained at x (if inside), at a vertex (intersection of two
+    bisectors or box edges), at the projection onto a bisector (l2) or at a point of a bisector on
+    a diagonal through x (l-inf, where the max switches)."""
     pred, _ = predict(x, tx, ty)
     y = pred[0]
     S = tx[ty == y]
@@ -47,6 +49,10 @@ def brute_force_2d(x, tx, ty, norm):
         b = (S * S).sum(1) - z @ z
         keep = np.abs(A).sum(1) > 0
         A, b = A[keep], b[keep]
+        if box is not None:
+            lo, hi = box
+            A = np.vstack([A, [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]])
+            b = np.concatenate([b, [hi, hi, -lo, -lo]])
 
         def feasible(p):
             return np.all(A @ p - b <= 1e-9 * (1 + np.abs(b)))
@@ -93,7 +99,7 @@ def test_pruning_equals_solving_every_candidate(norm):
     tx = rng.normal(size=(40, 5))
     ty = rng.integers(0, 3, size=40)
     q = rng.normal(size=(8, 5))
-    res = exact_1nn(q, tx, ty, norm, k_bound=1, k_init=1, k_add=1)
+    res = exact_1nn(q, tx, ty, norm, k_near=1, k_init=1, k_add=1)
     assert (res.n_solved < res.n_candidates).any()          # the bound did prune something
     for i, x in enumerate(q):
         d2 = ((tx - x) ** 2).sum(1)

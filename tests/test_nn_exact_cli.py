@@ -1,5 +1,5 @@
-"""Command lines around the exact 1-NN radius: simulate.nn_exact_robustness (MNIST subset,
-resume, bad input) and the side-by-side columns of simulate.nn_covering --exact."""
+"""Command lines around the exact 1-NN radius: simulate.nn_exact_robustness (reduced MNIST run,
+resume, files, bad input) and the side-by-side columns of simulate.nn_covering --exact."""
 from __future__ import annotations
 
 import json
@@ -25,9 +25,9 @@ def _run(args):
 @pytest.mark.parametrize("args,needle", [
     (["--n-train", "1"], "--n-train"),
     (["--norm", "1"], "--norm"),
-    (["--eps", "-0.1", "--norm", "inf"], "--eps"),
-    (["--eps", "0.1"], "--eps needs a single --norm"),
-    (["--json", "/"], "directory"),
+    (["--box", "--no-box"], "--no-box"),
+    (["--dataset", "svhn"], "--dataset"),
+    (["--chunk", "0"], "--chunk"),
 ])
 def test_bad_input_exits_2_with_one_line(args, needle):
     p = _run(args)
@@ -35,11 +35,17 @@ def test_bad_input_exits_2_with_one_line(args, needle):
     assert len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr
 
 
-def test_mnist_subset_and_resume(mnist_root, tmp_path, monkeypatch):
-    out = tmp_path / "r.json"
-    argv = ["--data-root", str(mnist_root), "--n-train", "300", "--n-test", "12", "--batch", "4",
-            "--norm", "2", "--eps", "0.5,1.0", "--json", str(out)]
-    # interrupt after the second batch: the checkpoint keeps two batches
+def test_existing_result_refused_before_work(tmp_path):
+    (tmp_path / "mnist_l2_box.json").write_text("{}")
+    p = _run(["--norm", "2", "--out", str(tmp_path)])
+    assert p.returncode == 2 and "--force" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "mnist_l2_box.json").read_text() == "{}"
+
+
+def test_mnist_reduced_run_resume_and_files(mnist_root, tmp_path, monkeypatch):
+    argv = ["--data-root", str(mnist_root), "--n-train", "400", "--n-test", "12", "--chunk", "4",
+            "--norm", "2", "--out", str(tmp_path)]
     real = cmd.exact_1nn
     calls = {"n": 0}
 
@@ -52,24 +58,33 @@ def test_mnist_subset_and_resume(mnist_root, tmp_path, monkeypatch):
     monkeypatch.setattr(cmd, "exact_1nn", flaky)
     with pytest.raises(KeyboardInterrupt):
         cmd.main(argv)
-    assert (tmp_path / "r.json.ckpt").is_file() and not out.exists()
-    calls["n"] = -10                     # the rerun must solve only the last batch
+    js = tmp_path / "mnist_l2_box_reduced.json"
+    assert (tmp_path / "mnist_l2_box_reduced.json.ckpt").is_file() and not js.exists()
+    calls["n"] = -10                     # the rerun solves only the last chunk
     assert cmd.main(argv) == 0
     assert calls["n"] == -9
-    data = json.loads(out.read_text())
-    blk = data["norms"]["2"]
-    assert data["n_train"] == 300 and data["n_test"] == 12 and len(blk["radius"]) == 12
-    rows = {r["eps"]: r for r in blk["rows"]}
-    for r in rows.values():   # lower bounds <= exact <= clean
-        assert r["half_gap_certified_accuracy"] <= r["bisector_certified_accuracy"] + 1e-12
+    data = json.loads(js.read_text())
+    assert data["reduced"] and data["n_train"] == 400 and data["n_test"] == 12
+    assert data["box"] == [0.0, 1.0] and "pixel box" in data["threat_model"]
+    assert data["checksum_match"] is True and data["approximate"] is False
+    for r in data["grid"] + data["paper_radii"]:       # lower bounds <= exact <= clean
+        assert r["half_gap_certified_accuracy"] <= r["exact_robust_accuracy"] + 1e-12
         assert r["bisector_certified_accuracy"] <= r["exact_robust_accuracy"] <= r["clean_accuracy"]
-    assert rows[1.0]["exact_robust_accuracy"] <= rows[0.5]["exact_robust_accuracy"]
-    # same result as an uninterrupted run
-    out2 = tmp_path / "s.json"
+    ex = [r["exact_robust_accuracy"] for r in data["grid"]]
+    assert all(a >= b for a, b in zip(ex, ex[1:]))
+    z = np.load(tmp_path / "mnist_l2_box_reduced.npz")
+    assert len(z["radius"]) == 12 and len(z["target_train_index"]) == 12
+    ok = z["status"] == 0
+    assert np.all(z["radius"][z["prediction"] != z["label"]] == 0)
+    assert np.all(z["bisector_lower_bound"][ok] <= z["radius"][ok] + 1e-12)
+    # same radii as an uninterrupted run without the box are never larger
     monkeypatch.setattr(cmd, "exact_1nn", real)
-    assert cmd.main(argv[:-1] + [str(out2)]) == 0
-    assert json.loads(out2.read_text())["norms"]["2"]["radius"] == blk["radius"]
-    assert not (tmp_path / "r.json.ckpt").exists()
+    assert cmd.main(argv + ["--no-box"]) == 0
+    z2 = np.load(tmp_path / "mnist_l2_nobox_reduced.npz")
+    assert np.all(z2["radius"] <= z["radius"] + 1e-9)
+    assert not (tmp_path / "mnist_l2_box_reduced.json.ckpt").exists()
+    with pytest.raises(cmd.UsageError, match="--force"):   # finished result kept without --force
+        cmd.main(argv)
 
 
 def test_theorem2_exact_uses_the_same_sets_as_simulate_theorem2():
@@ -90,3 +105,27 @@ def test_nn_covering_exact_columns(capsys):
     row = [ln for ln in out.splitlines() if ln.strip().startswith("1 ")][0].split()
     lb, exact = float(row[-2]), float(row[-1])
     assert 0 <= lb <= exact <= 1
+
+
+def test_first_test_reuses_the_checkpoint_of_a_longer_run(mnist_root, tmp_path, monkeypatch):
+    argv = ["--data-root", str(mnist_root), "--n-train", "300", "--chunk", "4", "--norm", "inf",
+            "--no-box", "--out", str(tmp_path)]
+    real = cmd.exact_1nn
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(cmd, "exact_1nn", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        cmd.main(argv)                    # the full test set, interrupted after two chunks
+    calls["n"] = -10
+    assert cmd.main(argv + ["--first-test", "8"]) == 0
+    assert calls["n"] == -10              # both chunks came from the checkpoint
+    data = json.loads((tmp_path / "mnist_inf_nobox_reduced.json").read_text())
+    assert data["n_test"] == 8 and data["reduced"]
+    assert cmd.main(argv + ["--first-test", "6", "--force"]) == 0
+    assert calls["n"] == -9               # the second chunk has another length: recomputed
