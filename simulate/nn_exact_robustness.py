@@ -225,7 +225,7 @@ def run(cfg: Config) -> dict:
     for norm in cfg.norms:
         t_norm = time.perf_counter()
         js, npz, ck = cfg.paths(norm)
-        ckpt = Checkpoint(ck, cfg.settings(norm))
+        ckpt = Checkpoint(ck, cfg.settings(norm), force=cfg.force)
         cols, solve_seconds = _radii(cfg, norm, xtr, ytr, xte, yte, ckpt)
         # separation in the same norm (uint8: exact), in [0, 1] units
         t_sep = time.perf_counter()

@@ -67,6 +67,8 @@ def _untiny(res: dict, *, full: bool = False) -> dict:
         r["plan"].update(epochs=r["paper_epochs"], n_train=60000, n_test=10000, batch_size=64,
                          n_train_eval=10000, n_mt=1000)
         for t in r["tables"].values():
+            t["epochs"] = r["paper_epochs"]
+            t.setdefault("plan", {}).update(r["plan"])
             for row in t["rows"]:
                 row["epochs"] = r["paper_epochs"]
     return r

@@ -340,7 +340,8 @@ def test_staircase_checkpoint_with_missing_keys_is_named(tmp_path):
     from theory.staircase import StaircaseSpec
 
     ck = tmp_path / "s.ckpt"
-    settings = {"n_grid": [2], "trials": 2, "seed": 0, "spec": asdict(StaircaseSpec())}
+    settings = {"n_grid": [2], "trials": 2, "seed": 0, "spec": asdict(StaircaseSpec()),
+                "lam_sweep": []}
     Checkpoint(ck, settings).put("2|0", {"x": [0.0, 1.0]})      # well-formed, rows incomplete
     rc, _, err = run_main_inproc(staircase.main, ["--n-grid", "2", "--trials", "2",
                                                   "--checkpoint", ck])

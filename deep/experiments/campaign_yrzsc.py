@@ -643,7 +643,7 @@ def _jsonable(obj):
 
 
 def _plan_summary(plan: dict) -> dict:
-    keys = ("epochs", "n_train", "n_test", "n_train_eval", "n_mt", "n_lip", "eval_sizes",
+    keys = ("epochs", "batch_size", "n_train", "n_test", "n_train_eval", "n_mt", "n_lip", "eval_sizes",
             "eval_fraction", "budget_seconds")
     return {k: plan.get(k) for k in keys}
 
