@@ -2,9 +2,6 @@
 statements on nearest-neighbour robustness (results/nn_exact/*.json from
 ``python -m simulate.nn_exact_robustness``, full MNIST test set against the full training set).
 
-* YRZSC Sec. 3 / Table 1 and Thm 4.2: MNIST is r-separated with r = 0.737 (l-inf), so a classifier
-  that is correct and robust at every eps < r/2 on the training data exists (reproduction of r
-  from our own exact search, and of "r/2 > 0.3").
 * YRZSC Sec. 4 (after Thm 4.2): the classifier of the proof "resembles the 1-nearest-neighbor
   classifier" but "is actually different on any finite sample": the exact l-inf robust accuracy of
   1-NN at 0.1 (box) stays below the fraction of test points the separation argument covers
@@ -13,10 +10,9 @@ statements on nearest-neighbour robustness (results/nn_exact/*.json from
   delta and no other-label point closer than 2 delta cannot be attacked within delta/2 -- the
   half-gap argument; our exact radius is never below the half-gap certificate (identity: it holds
   by construction of the certificate).
-* P&L supplementary Section 12: "the 1-nearest neighbor algorithm will produce a great robust
-  classifier with enough data, [but] this amount of data does not seem to be reachable": the exact
-  l2 robust accuracy of 1-NN on full MNIST at 36/255 and 1.58 (measurements, kind identity: no
-  paper number to compare with).
+The separation r itself (YRZSC Table 1) and "r > 2 eps" are judged once, in
+claims_separation.py. The exact l2 robust accuracies at 36/255 and 1.58 have no paper number to
+compare with: they are results (docs/nn_exact.md), not claims.
 """
 from __future__ import annotations
 
@@ -41,17 +37,6 @@ def _row(d: dict, eps: float) -> dict:
         if abs(r["eps"] - eps) < 1e-12:
             return r
     raise NeedsData(f"no row for eps={eps} in the result")
-
-
-def _r_train():
-    d = _res("inf", False)
-    return Measured(round(d["r_train_train"], 6), f"exact l-inf train-train separation, pair "
-                    f"{d['r_pair']}, from results/nn_exact/mnist_inf_nobox.json")
-
-
-def _r_half_above_03():
-    d = _res("inf", False)
-    return Measured(d["r_over_2"] > 0.3, f"r/2 = {d['r_over_2']:.4f}")
 
 
 def _inf_result():
@@ -85,25 +70,6 @@ def _exact_ge_half_gap():
                     f"points: {worst:.3g}")
 
 
-def _exact_at(norm, box, eps):
-    def measure():
-        d = _res(norm, box)
-        r = _row(d, eps)
-        return Measured(round(r["exact_robust_accuracy"], 4),
-                        f"{d['threat_model']}; clean {r['clean_accuracy']:.4f}, half-gap LB "
-                        f"{r['half_gap_certified_accuracy']:.4f}, bisector LB "
-                        f"{r['bisector_certified_accuracy']:.4f}")
-    return measure
-
-
-register(Claim(id="yrzsc-nn-exact-mnist-r-train-train", paper="YRZSC", location="Sec. 3, Table 1",
-               claim="MNIST train-train l-inf separation r (recomputed by the exact 1-NN command)",
-               claimed=0.737, measure=_r_train, compare="approx", tolerance=0.0006, cost="fast",
-               kind="reproduction"))
-register(Claim(id="yrzsc-nn-exact-mnist-r-half-above-0.3", paper="YRZSC", location="Sec. 3, Thm 4.2",
-               claim="MNIST is r-separated with r/2 > 0.3: a classifier robust at l-inf 0.3 on the "
-                     "training data exists", claimed=True, measure=_r_half_above_03, compare="true",
-               cost="fast", kind="reproduction"))
 register(Claim(id="yrzsc-nn-exact-1nn-differs-from-thm42", paper="YRZSC", location="Sec. 4 (after Thm 4.2)",
                claim="1-NN is not the robust classifier of Thm 4.2 on a finite sample: its exact "
                      "l-inf robust accuracy at 0.1 (box if computed on the full test set, else "
@@ -114,11 +80,3 @@ register(Claim(id="pl-nn-exact-half-gap-is-lower-bound", paper="P&L", location="
                claim="half-gap argument: the exact l2 radius of 1-NN is never below the half-gap "
                      "certificate (full MNIST)", claimed=True, measure=_exact_ge_half_gap,
                compare="true", cost="fast", kind="identity"))
-for _eps, _tag in ((36 / 255, "36-255"), (1.58, "1.58")):
-    for _box in (True, False):
-        register(Claim(id=f"pl-nn-exact-mnist-l2-{'box' if _box else 'nobox'}-{_tag}", paper="P&L",
-                       location="supp. Sec. 12",
-                       claim=f"measurement: exact l2 robust accuracy of 1-NN on full MNIST at "
-                             f"{_eps:.4f} ({'box [0, 1]' if _box else 'no box'}); the paper gives "
-                             f"no number", claimed=0.0, measure=_exact_at("2", _box, _eps),
-                       compare="ge", cost="fast", kind="identity"))
