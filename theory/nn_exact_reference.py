@@ -12,7 +12,8 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog, nnls
 
-from plumbing.validation import check_array, check_int
+from plumbing.validation import check_int
+from theory.nn_exact import _prepare  # the same input checks as the fast code
 
 FEAS_TOL = 1e-8
 _HIGHS_TOL = 1e-10
@@ -39,32 +40,6 @@ class ExactRadiusResult:
     half_gap_l2: np.ndarray
     n_solved: np.ndarray
     n_candidates: np.ndarray
-
-
-def _prepare(queries, train_x, train_y):
-    tx = check_array("train_x", train_x, min_len=1)
-    if tx.ndim < 1 or tx.dtype.kind not in "uif":
-        raise TypeError(f"train_x must be a numeric array of rows, got dtype {tx.dtype}")
-    n = len(tx)
-    tx = tx.reshape(n, -1).astype(np.float64)
-    ty = np.asarray(train_y)
-    if ty.shape != (n,):
-        raise ValueError(f"train_y must have shape ({n},) (one label per training row), got {ty.shape}")
-    if ty.dtype.kind not in "iu":
-        if ty.dtype.kind == "f" and np.all(np.isfinite(ty)) and np.all(ty == np.round(ty)):
-            ty = ty.astype(np.int64)
-        else:
-            raise TypeError(f"train_y must hold integer labels, got dtype {ty.dtype}")
-    ty = ty.astype(np.int64)
-    q = check_array("queries", queries, min_len=0)
-    if q.dtype.kind not in "uif":
-        raise TypeError(f"queries must be a numeric array, got dtype {q.dtype}")
-    if q.ndim >= 1:
-        q = q.reshape(len(q), -1 if len(q) else tx.shape[1]).astype(np.float64)
-    if q.ndim != 2 or q.shape[1] != tx.shape[1]:
-        raise ValueError(f"queries must be rows with {tx.shape[1]} features like train_x, "
-                         f"got shape {np.asarray(queries).shape}")
-    return q, tx, ty
 
 
 def _dual_norm(v: np.ndarray, norm: str) -> np.ndarray:
