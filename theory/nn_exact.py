@@ -66,6 +66,7 @@ absolute tolerances) for comparisons and the bench.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 from dataclasses import dataclass
@@ -75,7 +76,11 @@ import numba
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog, nnls
-from threadpoolctl import threadpool_limits
+
+try:  # optional: pins BLAS to one thread for the many small products (speed only, never results)
+    from threadpoolctl import threadpool_limits as _threadpool_limits
+except ImportError:  # not a dependency of the project (it comes with scikit-learn, the bench extra)
+    _threadpool_limits = None
 
 from plumbing.validation import check_array, check_int
 
@@ -703,11 +708,18 @@ def exact_1nn(queries, train_x, train_y, norm="2", *, box=None, labels=None, met
                 qc = q[c0:c0 + chunk]
                 DM, UM = (qc > bx[0]).astype(np.float32), (qc < bx[1]).astype(np.float32)
             _l1_block(Q.astype(np.float32), ix.T32, DM, UM, L1)
-        with threadpool_limits(limits=1, user_api="blas"):   # small products: threads only hurt
+        with _one_blas_thread():   # small products: threads only hurt
             _chunk_queries(ix, q, Q, G, D2, E, L1, sqq, c0, labels, pred, radius, adv, target, lower,
                            half_gap, n_solved, n_cand, status, k_near, k_init, k_add, progress)
     return ExactRadiusResult(norm, pred, radius, adv, target, lower, half_gap, n_solved, n_cand,
                              status, None if bx is None else (bx[0], bx[1]))
+
+
+def _one_blas_thread():
+    """Context that limits BLAS to one thread when threadpoolctl is installed, else does nothing."""
+    if _threadpool_limits is None:
+        return contextlib.nullcontext()
+    return _threadpool_limits(limits=1, user_api="blas")
 
 
 def _chunk_queries(ix, q, Q, G, D2, E, L1, sqq, c0, labels, pred, radius, adv, target, lower,
