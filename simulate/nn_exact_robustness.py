@@ -21,12 +21,15 @@ the papers' radii) the JSON records
 
     python -m simulate.nn_exact_robustness --dataset mnist [--data-root ../shared/data/mnist]
         [--norm inf|2|both] [--box | --no-box] [--n-train N --n-test M (reduced, seeded)]
-        [--out results/nn_exact] [--force]
+        [--out results/nn_exact] [--force] [--engine ray [--workers N] [--address ADDR]]
 
 Writes <out>/<dataset>_<inf|l2>_<box|nobox>[_reduced].json and a .npz beside it (per test point:
 prediction, label, radius, index of the training point whose region the minimal perturbation
 reaches, lower bounds, status). Resumable: per chunk of test points the radii are checkpointed to
 <json>.ckpt and reused by a rerun with the same settings; files are written atomically.
+With ``--engine ray`` the chunks are Ray tasks (``plumbing.sweep``; the prepared training set goes
+to the object store once) and give the same numbers as the local engine; on a machine with k cores
+``--workers k`` solves k chunks at once.
 """
 from __future__ import annotations
 
@@ -43,12 +46,13 @@ from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_
                            int_sci, run_main)
 from plumbing.io import atomic_write_bytes, atomic_write_json, check_output_dir, provenance
 from plumbing.progress import progress
+from plumbing.sweep import add_engine_args, check_engine_args
 from plumbing.validation import check_choice, check_int, check_norm
 from theory.constants import EPS_L2_DEFAULT, MNIST_L2_EPS_LARGE, YANG_EPS_LINF
-from theory.nn_exact import (MISCLASSIFIED, ONE_LABEL, SOLVED, TIE_AT_QUERY, build_index,
-                             exact_1nn)
+from theory.nn_exact import MISCLASSIFIED, ONE_LABEL, SOLVED, TIE_AT_QUERY, build_index
 
 from .json_checkpoint import Checkpoint
+from .sweeps import NN_EXACT, NN_EXACT_FIELDS, NnExactShard, nn_exact_chunk
 
 PROG = "python -m simulate.nn_exact_robustness"
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
@@ -79,6 +83,9 @@ class Config:
     chunk: int = 256
     out: str = "results/nn_exact"
     force: bool = False
+    engine: str = "local"               # "ray": chunks as Ray tasks (plumbing.sweep); same numbers
+    address: str | None = None
+    workers: int | None = None
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASETS)
@@ -93,6 +100,11 @@ class Config:
         self.seed = check_int("seed", self.seed, min_value=0)
         self.chunk = check_int("chunk", self.chunk, min_value=1, max_value=4096)
         self.norms = [check_norm("norm", v) for v in self.norms]
+        check_choice("engine", self.engine, ("local", "ray"))
+        if self.workers is not None:
+            self.workers = check_int("workers", self.workers, min_value=1)
+        if self.engine == "local" and (self.address is not None or self.workers is not None):
+            raise ValueError("address and workers need engine='ray'")
         if not self.norms or len(set(self.norms)) != len(self.norms):
             raise ValueError(f"norms must be a non-empty list without repeats, got {self.norms}")
 
@@ -113,7 +125,8 @@ class Config:
 
     def settings(self, norm: str) -> dict:
         d = asdict(self)
-        for k in ("data_root", "out", "force", "norms", "chunk", "first_test"):
+        for k in ("data_root", "out", "force", "norms", "chunk", "first_test", "engine", "address",
+                  "workers"):
             d.pop(k)    # a first-K run reuses the chunks of the full run's checkpoint (a chunk
         # stored under its first index is reused only when its length matches, see _radii)
         d["norm"] = norm
@@ -150,39 +163,57 @@ def load(cfg: Config):
     return xtr, np.asarray(ytr)[itr].astype(np.int64), xte, np.asarray(yte)[ite].astype(np.int64), itr, ite, fid
 
 
-FIELDS = ("prediction", "radius", "target", "lower_bound", "half_gap_l2", "n_solved", "status")
+FIELDS = NN_EXACT_FIELDS
 
 
 def _radii(cfg, norm, xtr, ytr, xte, yte, ckpt):
-    """Per-point exact radii, chunk by chunk (checkpointed), with a progress bar."""
+    """Per-point exact radii, chunk by chunk (each chunk checkpointed as soon as it is done), on
+    this process (``engine="local"``) or as Ray tasks sharing one prepared index (``"ray"``: the
+    same chunks, the same numbers). Returns (columns, solving seconds summed over chunks, timing
+    of this invocation)."""
     box = (0.0, 1.0) if cfg.box else None
+    n = len(xte)
+    starts = list(range(0, n, cfg.chunk))
+
+    def stored(c0):
+        rec = ckpt.get(str(c0))
+        if rec is not None and len(rec.get("radius", ())) != min(cfg.chunk, n - c0):
+            return None            # written with another --chunk: the key names another range
+        return rec
+
+    todo = [c0 for c0 in starts if stored(c0) is None]
+    timing = {"index_seconds": 0.0, "solve_wall_seconds": 0.0, "chunks_computed": len(todo),
+              "chunks_reused": len(starts) - len(todo)}
+    if todo:
+        tw = time.perf_counter()
+        index = build_index(xtr / 255.0, ytr, norm, box)
+        timing["index_seconds"] = time.perf_counter() - tw
+        desc = f"{cfg.dataset} exact 1-NN radius l{norm}{' box' if cfg.box else ''}"
+        if cfg.engine == "local":
+            bar = progress(total=n, initial=n - sum(min(cfg.chunk, n - c0) for c0 in todo),
+                           desc=desc)
+            for c0 in todo:
+                stop = min(c0 + cfg.chunk, n)
+                ckpt.put(str(c0), nn_exact_chunk(index, xte, yte, c0, stop, norm))
+                bar.update(stop - c0)
+            bar.close()
+        else:
+            from plumbing.sweep import run_sweep
+
+            shards = [NnExactShard(c0, min(c0 + cfg.chunk, n), norm, cfg.box) for c0 in todo]
+            run_sweep(NN_EXACT, shards, engine=cfg.engine, address=cfg.address,
+                      workers=cfg.workers, shared={"index": index, "test_x": xte, "test_y": yte},
+                      desc=desc + f" ({len(shards)} chunks on Ray)",
+                      on_result=lambda i, c, rec: ckpt.put(str(c.start), rec))
+        timing["solve_wall_seconds"] = time.perf_counter() - tw
     cols = {f: [] for f in FIELDS}
     seconds = 0.0
-    index = None
-    n = len(xte)
-    bar = progress(total=n, desc=f"{cfg.dataset} exact 1-NN radius l{norm}"
-                               f"{' box' if cfg.box else ''}")
-    for c0 in range(0, n, cfg.chunk):
-        key = str(c0)
-        rec = ckpt.get(key)
-        if rec is not None and len(rec.get("radius", ())) != min(cfg.chunk, n - c0):
-            rec = None             # written with another --chunk: the key names another range
-        if rec is None:
-            tb = time.perf_counter()
-            if index is None:
-                index = build_index(xtr / 255.0, ytr, norm, box)
-            q = xte[c0:c0 + cfg.chunk] / 255.0
-            res = exact_1nn(q, xtr, ytr, norm, box=box, labels=yte[c0:c0 + cfg.chunk],
-                            index=index, chunk=128)
-            rec = {f: getattr(res, f).tolist() for f in FIELDS}
-            rec["seconds"] = time.perf_counter() - tb
-            ckpt.put(key, rec)
+    for c0 in starts:
+        rec = stored(c0)
         for f in FIELDS:
             cols[f].extend(rec[f])
         seconds += rec["seconds"]
-        bar.update(min(cfg.chunk, n - c0))
-    bar.close()
-    return {f: np.asarray(v) for f, v in cols.items()}, seconds
+    return {f: np.asarray(v) for f, v in cols.items()}, seconds, timing
 
 
 def summarise(cfg, norm, cols, yte, r_sep, ts, dim) -> dict:
@@ -226,7 +257,7 @@ def run(cfg: Config) -> dict:
         t_norm = time.perf_counter()
         js, npz, ck = cfg.paths(norm)
         ckpt = Checkpoint(ck, cfg.settings(norm), force=cfg.force)
-        cols, solve_seconds = _radii(cfg, norm, xtr, ytr, xte, yte, ckpt)
+        cols, solve_seconds, timing = _radii(cfg, norm, xtr, ytr, xte, yte, ckpt)
         # separation in the same norm (uint8: exact), in [0, 1] units
         t_sep = time.perf_counter()
         tt, tt_idx = nearest_other_label(xtr, ytr, xtr, ytr, norm, exclude_self=True)
@@ -263,6 +294,7 @@ def run(cfg: Config) -> dict:
             "mean_candidates_solved": float(cols["n_solved"][status == SOLVED].mean())
             if (status == SOLVED).any() else 0.0,
             "solve_seconds": solve_seconds, "seconds_per_test_point": solve_seconds / len(xte),
+            "engine": cfg.engine, "workers": cfg.workers, **timing,
             "separation_seconds": sep_seconds,
             "wall_seconds": time.perf_counter() - t_norm,
             "per_point_file": npz.name,
@@ -294,7 +326,9 @@ def print_report(out: dict) -> None:
               f"{r['approximate']} checksum_match={r['checksum_match']}")
         print(f"  r/2 (train-train separation / 2, l{norm}) = {r['r_over_2']:.4f}; clean accuracy "
               f"{r['clean_accuracy']:.4f}; {r['mean_candidates_solved']:.2f} regions solved per "
-              f"point; {r['seconds_per_test_point']:.4f} s per test point ({r['solve_seconds']:.1f} s)")
+              f"point; {r['seconds_per_test_point']:.4f} s per test point ({r['solve_seconds']:.1f} s "
+              f"summed over chunks; {r['solve_wall_seconds']:.1f} s wall on engine {r['engine']}"
+              f"{'' if r['workers'] is None else ' with ' + str(r['workers']) + ' workers'})")
         print(f"  {'eps':>7} {'clean':>6} {'half-gap LB':>11} {'bisector LB':>11} {'EXACT':>6} "
               f"{'sep-covered':>11} {'r/2>eps':>7}")
         for row in r["paper_radii"]:
@@ -328,12 +362,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/nn_exact", metavar="DIR",
                     help="output folder for <dataset>_<norm>_<box|nobox>.json and .npz")
     add_force_arg(ap)
+    add_engine_args(ap)
     args = ap.parse_args(argv)
     norms = ["inf", "2"] if args.norm == "both" else [args.norm]
+    eng = check_engine_args(args)        # before any work: Ray installed, cluster reachable
     cfg = Config(dataset=args.dataset, data_root=args.data_root, n_train=args.n_train,
                  n_test=args.n_test, first_test=args.first_test, norms=norms, box=args.box,
                  seed=args.seed, chunk=args.chunk,
-                 out=args.out, force=args.force)
+                 out=args.out, force=args.force, **eng)
     check_outputs(cfg)
     out = run(cfg)
     print_report(out)

@@ -240,3 +240,65 @@ def separation_row_sharded(train_x, train_y, test_x=None, test_y=None, norm: str
     tt, tti = part("train_train")
     ts, tsi = part("test_train")
     return SeparationRow(norm, scale, tt / scale, tti, ts / scale, tsi)
+
+
+# ---- exact robust radius of 1-NN (theory.nn_exact), sharded over the test points -----------
+
+NN_EXACT_FIELDS = ("prediction", "radius", "target", "lower_bound", "half_gap_l2", "n_solved",
+                   "status")
+
+
+@dataclass(frozen=True)
+class NnExactShard(ConfigMixin):
+    """Test points ``[start, stop)`` of a ``python -m simulate.nn_exact_robustness`` run (one
+    checkpoint chunk): their exact 1-NN radii in ``norm``, in the pixel box when ``box``."""
+    start: int
+    stop: int
+    norm: str = "inf"
+    box: bool = True
+    KEY_PREFIX = "nn-exact"
+
+    def __post_init__(self):
+        check_int("start", self.start, min_value=0)
+        check_int("stop", self.stop, min_value=self.start + 1)
+        check_choice("norm", self.norm, ("inf", "2"))
+        if not isinstance(self.box, bool):
+            raise TypeError(f"box must be a bool, got {type(self.box).__name__}")
+
+
+def nn_exact_chunk(index, test_x, test_y, start: int, stop: int, norm: str) -> dict:
+    """One chunk of test points (uint8 images, labels) against the prepared training set
+    ``index`` (``theory.nn_exact.build_index`` on the images / 255): the per-point columns of
+    :class:`theory.nn_exact.ExactRadiusResult` as lists, plus the seconds it took. Every query is
+    searched on its own and the bulk products run over blocks of 128 queries from ``start``, so a
+    chunk gives the same numbers wherever it runs."""
+    import time
+
+    from theory.nn_exact import exact_1nn
+
+    t = time.perf_counter()
+    q = test_x[start:stop] / 255.0
+    res = exact_1nn(q, index.raw, index.y, norm, box=index.box_raw, labels=test_y[start:stop],
+                    index=index, chunk=128)
+    rec = {f: getattr(res, f).tolist() for f in NN_EXACT_FIELDS}
+    rec["seconds"] = time.perf_counter() - t
+    return rec
+
+
+def nn_exact_shard_run(config: NnExactShard, workdir=None, *, index, test_x, test_y) -> dict:
+    """A Ray task (or a local call) of one chunk: :func:`nn_exact_chunk` with the prepared index
+    and the test set from the object store. One task holds one CPU, so numba kernels run on one
+    thread (the numbers do not depend on it)."""
+    import numba
+
+    if (index.box_raw is not None) != config.box or index.norm != config.norm:
+        raise ValueError("the index was built for another norm or threat model than the shard")
+    numba.set_num_threads(1)
+    return nn_exact_chunk(index, test_x, test_y, config.start, config.stop, config.norm)
+
+
+def nn_exact_check(result) -> str | None:
+    return missing_keys(result, NN_EXACT_FIELDS + ("seconds",))
+
+
+NN_EXACT = Experiment("nn-exact", run=nn_exact_shard_run, check_result=nn_exact_check)

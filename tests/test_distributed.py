@@ -353,3 +353,86 @@ def test_error_in_a_ray_task_is_the_runs_own_error(ray_local):
     one-line error names it), not as a wrapped Ray traceback."""
     with pytest.raises(ValueError, match="^bad setting in x$"):
         run_sweep(FAILS, [CountConfig("x")], engine="ray", workers=2, max_retries=0)
+
+
+# ---- exact 1-NN radii (simulate.nn_exact_robustness) sharded over test points ----------------
+
+NN_EXACT_ARGS = ["--dataset", "mnist", "--n-train", "2000", "--n-test", "200", "--chunk", "64",
+                 "--norm", "both"]
+
+
+def _nn_exact(ray, mnist_root, out, *extra, one_blas_thread=False) -> dict:
+    """Run the command in a fresh process; with ``--engine ray`` it joins the module's Ray."""
+    argv = NN_EXACT_ARGS + ["--data-root", str(mnist_root), "--out", str(out), *extra]
+    if "--engine" in argv:
+        argv += ["--address", ray.get_runtime_context().gcs_address]
+    env = os.environ.copy()
+    if one_blas_thread:       # what a 1-CPU Ray task runs with (Ray sets OMP_NUM_THREADS=1)
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "simulate.nn_exact_robustness", *argv],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return {n: (json.loads((out / f"mnist_{n}_box_reduced.json").read_text()),
+                np.load(out / f"mnist_{n}_box_reduced.npz")) for n in ("inf", "l2")}
+
+
+def test_nn_exact_ray_equals_local_and_resumes(ray_local, mnist_root, tmp_path):
+    """Chunks as Ray tasks sharing one prepared index (object store) give the local engine's
+    per-point radii bit for bit when both use one BLAS thread, and within 1e-12 relative of a
+    local run on threaded BLAS (the bulk product's rounding); robust accuracies are equal. A run
+    that finds part of the checkpoint (the first 128 points, written by a local --first-test run)
+    computes only the remaining chunks on Ray and gives the same numbers."""
+    loc1 = _nn_exact(ray_local, mnist_root, tmp_path / "local1", one_blas_thread=True)
+    loc = _nn_exact(ray_local, mnist_root, tmp_path / "local")
+    ray_ = _nn_exact(ray_local, mnist_root, tmp_path / "ray", "--engine", "ray", "--workers", "2")
+    for n in ("inf", "l2"):
+        (ja, a), (jr, r), (_, t) = loc1[n], ray_[n], loc[n]
+        for k in a.files:
+            assert np.array_equal(a[k], r[k]), (n, k)
+        fin = np.isfinite(t["radius"]) & (t["radius"] > 0)
+        assert np.array_equal(fin, np.isfinite(r["radius"]) & (r["radius"] > 0))
+        assert np.allclose(t["radius"][fin], r["radius"][fin], rtol=1e-12, atol=0)
+        assert ja["grid"] == jr["grid"] and ja["paper_radii"] == jr["paper_radii"]
+        assert jr["engine"] == "ray" and jr["workers"] == 2 and jr["chunks_computed"] == 4
+
+    # a run interrupted after its first two chunks: their records are in the checkpoint
+    from simulate.json_checkpoint import Checkpoint
+    from simulate.nn_exact_robustness import Config, load
+    from simulate.sweeps import nn_exact_chunk
+    from theory.nn_exact import build_index
+
+    out = tmp_path / "resumed"
+    cfg = Config(dataset="mnist", data_root=str(mnist_root), n_train=2000, n_test=200, chunk=64,
+                 norms=["inf"], out=str(out))
+    xtr, ytr, xte, yte, *_ = load(cfg)
+    index = build_index(xtr / 255.0, ytr, "inf", (0.0, 1.0))
+    first = [nn_exact_chunk(index, xte, yte, c0, c0 + 64, "inf") for c0 in (0, 64)]
+    first[1]["radius"][0] = 123.0          # a marker: a reused chunk is taken as stored
+    ck = Checkpoint(cfg.paths("inf")[2], cfg.settings("inf"))
+    ck.put("0", first[0])
+    ck.put("64", first[1])
+    res = _nn_exact(ray_local, mnist_root, out, "--engine", "ray", "--workers", "2")
+    j, z = res["inf"]     # (--norm both: the l2 run has no checkpoint and computes all 4 chunks)
+    assert (j["chunks_reused"], j["chunks_computed"]) == (2, 2)
+    assert res["l2"][0]["chunks_computed"] == 4
+    assert z["radius"][64] == 123.0
+    assert np.array_equal(z["radius"][:64], first[0]["radius"])
+    for k in z.files:                      # the chunks computed on Ray: as the local engine's
+        assert np.array_equal(z[k][128:], loc1["inf"][1][k][128:]), k
+    assert not list(out.glob("*.ckpt"))    # a finished full run removes its checkpoint
+
+
+def test_nn_exact_shard_refuses_an_index_of_another_threat_model():
+    from simulate.sweeps import NnExactShard, nn_exact_shard_run
+    from theory.nn_exact import build_index
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((20, 4)), np.arange(20) % 2
+    ix = build_index(x, y, "inf", None)
+    xt = (rng.random((5, 4)) * 255).astype(np.uint8)
+    with pytest.raises(ValueError, match="another norm or threat model"):
+        nn_exact_shard_run(NnExactShard(0, 5, "inf", True), index=ix, test_x=xt, test_y=y[:5])
+    with pytest.raises(ValueError, match="another norm or threat model"):
+        nn_exact_shard_run(NnExactShard(0, 5, "2", False), index=ix, test_x=xt, test_y=y[:5])
+    with pytest.raises(ValueError, match="stop"):
+        NnExactShard(5, 5, "inf", True)

@@ -46,7 +46,7 @@ def test_existing_result_refused_before_work(tmp_path):
 def test_mnist_reduced_run_resume_and_files(mnist_root, tmp_path, monkeypatch):
     argv = ["--data-root", str(mnist_root), "--n-train", "400", "--n-test", "12", "--chunk", "4",
             "--norm", "2", "--out", str(tmp_path)]
-    real = cmd.exact_1nn
+    real = cmd.nn_exact_chunk
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -55,7 +55,7 @@ def test_mnist_reduced_run_resume_and_files(mnist_root, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(cmd, "exact_1nn", flaky)
+    monkeypatch.setattr(cmd, "nn_exact_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
         cmd.main(argv)
     js = tmp_path / "mnist_l2_box_reduced.json"
@@ -78,7 +78,7 @@ def test_mnist_reduced_run_resume_and_files(mnist_root, tmp_path, monkeypatch):
     assert np.all(z["radius"][z["prediction"] != z["label"]] == 0)
     assert np.all(z["bisector_lower_bound"][ok] <= z["radius"][ok] + 1e-12)
     # same radii as an uninterrupted run without the box are never larger
-    monkeypatch.setattr(cmd, "exact_1nn", real)
+    monkeypatch.setattr(cmd, "nn_exact_chunk", real)
     assert cmd.main(argv + ["--no-box"]) == 0
     z2 = np.load(tmp_path / "mnist_l2_nobox_reduced.npz")
     assert np.all(z2["radius"] <= z["radius"] + 1e-9)
@@ -110,7 +110,7 @@ def test_nn_covering_exact_columns(capsys):
 def test_first_test_reuses_the_checkpoint_of_a_longer_run(mnist_root, tmp_path, monkeypatch):
     argv = ["--data-root", str(mnist_root), "--n-train", "300", "--chunk", "4", "--norm", "inf",
             "--no-box", "--out", str(tmp_path)]
-    real = cmd.exact_1nn
+    real = cmd.nn_exact_chunk
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -119,7 +119,7 @@ def test_first_test_reuses_the_checkpoint_of_a_longer_run(mnist_root, tmp_path, 
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(cmd, "exact_1nn", flaky)
+    monkeypatch.setattr(cmd, "nn_exact_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
         cmd.main(argv)                    # the full test set, interrupted after two chunks
     calls["n"] = -10
