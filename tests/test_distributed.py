@@ -378,7 +378,7 @@ def _nn_exact(ray, mnist_root, out, *extra, one_blas_thread=False) -> dict:
 
 def test_nn_exact_ray_equals_local_and_resumes(ray_local, mnist_root, tmp_path):
     """Chunks as Ray tasks sharing one prepared index (object store) give the local engine's
-    per-point radii bit for bit when both use one BLAS thread, and within 1e-12 relative of a
+    per-point radii bit for bit when both use one BLAS thread, and within 1e-10 relative of a
     local run on threaded BLAS (the bulk product's rounding); robust accuracies are equal. A run
     that finds part of the checkpoint (the first 128 points, written by a local --first-test run)
     computes only the remaining chunks on Ray and gives the same numbers."""
@@ -391,7 +391,7 @@ def test_nn_exact_ray_equals_local_and_resumes(ray_local, mnist_root, tmp_path):
             assert np.array_equal(a[k], r[k]), (n, k)
         fin = np.isfinite(t["radius"]) & (t["radius"] > 0)
         assert np.array_equal(fin, np.isfinite(r["radius"]) & (r["radius"] > 0))
-        assert np.allclose(t["radius"][fin], r["radius"][fin], rtol=1e-12, atol=0)
+        assert np.allclose(t["radius"][fin], r["radius"][fin], rtol=1e-10, atol=0)
         assert ja["grid"] == jr["grid"] and ja["paper_radii"] == jr["paper_radii"]
         assert jr["engine"] == "ray" and jr["workers"] == 2 and jr["chunks_computed"] == 4
 
