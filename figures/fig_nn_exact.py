@@ -56,7 +56,7 @@ def _panel(ax, norm: str, runs: dict, hi: float, name: str) -> None:
         ax.axvline(r2, color="grey", lw=1, ls="--")
         ax.text(r2, 0.03, f" r/2 = {r2:.3f}", fontsize=7)
     else:
-        ax.text(hi * 0.55, 0.03, f"r/2 = {r2:.3f} (off the axis)", fontsize=7)
+        ax.text(hi * 0.55, 0.45, f"r/2 = {r2:.3f} (off the axis)", fontsize=7)
     for row in meta0["paper_radii"]:
         ax.axvline(row["eps"], color="k", lw=0.5, alpha=0.4)
     ax.set_xlabel(f"l{'-inf' if norm == 'inf' else '2'} radius eps (pixels in [0, 1])")
