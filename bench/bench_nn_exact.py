@@ -56,7 +56,7 @@ def full_run_rows(folder: Path) -> list[str]:
 TARGET_S = 600.0      # target: the full MNIST test set in at most 10 minutes per norm
 
 
-def full_bench(args, eng: dict) -> int:
+def full_bench(args, norms: list[str], eng: dict) -> int:
     """Wall time of the full-MNIST command per norm in the box (see module docstring)."""
     import os
     import tempfile
@@ -65,7 +65,6 @@ def full_bench(args, eng: dict) -> int:
     from simulate.nn_exact_robustness import Config, run
     from theory.nn_exact import exact_1nn
 
-    norms = [check_norm("--norms", v) for v in args.norms]
     print(f"full MNIST, 10000 test x 60000 training points, pixel box [0, 1]; engine "
           f"{eng['engine']}{'' if eng['workers'] is None else ' with ' + str(eng['workers']) + ' workers'}"
           f"; {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}")
@@ -125,12 +124,12 @@ def main(argv=None) -> int:
     add_engine_args(ap)
     args = ap.parse_args(argv)
     eng = check_engine_args(args)
-    if args.full:
-        return full_bench(args, eng)
     try:
         norms = [check_norm("--norms", v) for v in args.norms]
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+    if args.full:
+        return full_bench(args, norms, eng)
 
     from plumbing.datasets import load_dataset
     from theory.nn_exact import exact_1nn

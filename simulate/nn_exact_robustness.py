@@ -46,7 +46,7 @@ from plumbing.cli import (OneLineArgumentParser, UsageError, add_force_arg, csv_
                            int_sci, run_main)
 from plumbing.io import atomic_write_bytes, atomic_write_json, check_output_dir, provenance
 from plumbing.progress import progress
-from plumbing.sweep import add_engine_args, check_engine_args
+from plumbing.sweep import ENGINES, add_engine_args, check_engine_args, run_sweep
 from plumbing.validation import check_choice, check_int, check_norm
 from theory.constants import EPS_L2_DEFAULT, MNIST_L2_EPS_LARGE, YANG_EPS_LINF
 from theory.nn_exact import MISCLASSIFIED, ONE_LABEL, SOLVED, TIE_AT_QUERY, build_index
@@ -100,7 +100,7 @@ class Config:
         self.seed = check_int("seed", self.seed, min_value=0)
         self.chunk = check_int("chunk", self.chunk, min_value=1, max_value=4096)
         self.norms = [check_norm("norm", v) for v in self.norms]
-        check_choice("engine", self.engine, ("local", "ray"))
+        check_choice("engine", self.engine, ENGINES)
         if self.workers is not None:
             self.workers = check_int("workers", self.workers, min_value=1)
         if self.engine == "local" and (self.address is not None or self.workers is not None):
@@ -163,9 +163,6 @@ def load(cfg: Config):
     return xtr, np.asarray(ytr)[itr].astype(np.int64), xte, np.asarray(yte)[ite].astype(np.int64), itr, ite, fid
 
 
-FIELDS = NN_EXACT_FIELDS
-
-
 def _radii(cfg, norm, xtr, ytr, xte, yte, ckpt):
     """Per-point exact radii, chunk by chunk (each chunk checkpointed as soon as it is done), on
     this process (``engine="local"``) or as Ray tasks sharing one prepared index (``"ray"``: the
@@ -198,19 +195,17 @@ def _radii(cfg, norm, xtr, ytr, xte, yte, ckpt):
                 bar.update(stop - c0)
             bar.close()
         else:
-            from plumbing.sweep import run_sweep
-
             shards = [NnExactShard(c0, min(c0 + cfg.chunk, n), norm, cfg.box) for c0 in todo]
             run_sweep(NN_EXACT, shards, engine=cfg.engine, address=cfg.address,
                       workers=cfg.workers, shared={"index": index, "test_x": xte, "test_y": yte},
                       desc=desc + f" ({len(shards)} chunks on Ray)",
                       on_result=lambda i, c, rec: ckpt.put(str(c.start), rec))
         timing["solve_wall_seconds"] = time.perf_counter() - tw
-    cols = {f: [] for f in FIELDS}
+    cols = {f: [] for f in NN_EXACT_FIELDS}
     seconds = 0.0
     for c0 in starts:
         rec = stored(c0)
-        for f in FIELDS:
+        for f in NN_EXACT_FIELDS:
             cols[f].extend(rec[f])
         seconds += rec["seconds"]
     return {f: np.asarray(v) for f, v in cols.items()}, seconds, timing
